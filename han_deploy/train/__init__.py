@@ -1,1 +1,25 @@
-"""train stage."""
+"""Training stage: the paper's recipe (han-train), losses, PK sampler, augmentation, embeddings from torch models."""
+
+from .dataset import ImageReadError, ReidDataset, read_image
+from .evaluation import embed_records, evaluate_model
+from .extract import extract_embeddings
+from .losses import batch_hard_triplet, han_losses
+from .sampler import PKSampler
+from .trainer import TrainConfig, Trainer, TrainResult, scaled_milestones, train
+
+__all__ = [
+    "ImageReadError",
+    "PKSampler",
+    "ReidDataset",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "batch_hard_triplet",
+    "embed_records",
+    "evaluate_model",
+    "extract_embeddings",
+    "han_losses",
+    "read_image",
+    "scaled_milestones",
+    "train",
+]

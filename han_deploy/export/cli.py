@@ -1,0 +1,154 @@
+"""``han-export``: PyTorch HAN -> ONNX (FP32, FP16, two INT8 Q/DQ flavours), TensorRT engines, recipes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from . import parity, quantize
+from .exporter import PRECISIONS, TARGETS, ExportError, ExportOptions, run_export
+
+
+def _csv(choices: tuple[str, ...]):
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(t.strip().lower() for t in text.split(",") if t.strip())
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices)}, got {text!r}")
+        return items
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="han-export",
+        description="Export a HAN re-id model to ONNX (FP32, FP16, INT8 Q/DQ for TensorRT and for the ONNX Runtime CPU), "
+        "optionally TensorRT engines and Triton / DeepStream recipes. Every artifact passes a parity gate against "
+        "PyTorch; a failed gate exits with status 1 and leaves no file behind. See docs/export.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--variant", default="medium", help="model variant: small, medium or large (han_* names work too)")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="trained safetensors checkpoint (han-train); without it a freshly "
+        "initialised network is exported (for FLOPs/latency only) and reduced-precision gates are not enforced",
+    )
+    p.add_argument(
+        "--precision",
+        type=_csv(PRECISIONS),
+        default=PRECISIONS,
+        metavar="LIST",
+        help="comma list of fp32, fp16, int8 (int8 writes both INT8 flavours); FP32 is always written",
+    )
+    p.add_argument(
+        "--calib-data",
+        type=Path,
+        metavar="DIR",
+        help="folder of person crops for INT8 calibration (target cameras calibrate best); default: synthetic crops",
+    )
+    p.add_argument("--calib-method", choices=quantize.CALIB_METHODS, default="percentile", help="INT8 range calibration")
+    p.add_argument("--calib-size", type=int, default=128, metavar="N", help="number of calibration crops")
+    p.add_argument(
+        "--batch", type=int, default=32, metavar="N", help="max batch of the dynamic TensorRT profile (and of the recipes)"
+    )
+    p.add_argument("--min-batch", type=int, default=1, metavar="N", help="min batch of the TensorRT profile")
+    p.add_argument("--opt-batch", type=int, metavar="N", help="batch TensorRT optimises for (default: half of --batch)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16: GridSample)")
+    p.add_argument(
+        "--simplify", action=argparse.BooleanOptionalAction, default=True, help="simplify the FP32 graph with onnxslim"
+    )
+    p.add_argument(
+        "--engine", action="store_true", help="build TensorRT engines (needs TensorRT 10/11 and a GPU; unverified here)"
+    )
+    p.add_argument("--workspace", type=int, default=4096, metavar="MIB", help="TensorRT builder workspace in MiB")
+    p.add_argument(
+        "--eval-data",
+        type=Path,
+        metavar="DIR",
+        help="Market-1501-layout split: adds R1/mAP of every artifact to the gate (INT8 may lose --max-map-drop)",
+    )
+    p.add_argument(
+        "--max-map-drop",
+        type=float,
+        default=parity.MAX_MAP_DROP,
+        metavar="PTS",
+        help="mAP points an INT8 artifact may lose against FP32 on --eval-data",
+    )
+    p.add_argument(
+        "--target",
+        type=_csv(TARGETS),
+        default=(),
+        metavar="LIST",
+        help="also write deployment recipes: triton and/or deepstream (comma list)",
+    )
+    p.add_argument("--output", type=Path, default=Path("export-out"), metavar="DIR", help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="seed for fresh weights and the calibration / gate crops")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _summary(data: dict) -> str:
+    lines = [
+        f"han_{data['variant']} -> {len(data['artifacts'])} artifact(s)",
+        "  gate (per-sample cosine vs PyTorch, worst of batch 1/7/32):",
+    ]
+    for r in data["parity"]["results"]:
+        status = "ok" if not r["failures"] else ("FAIL" if r["enforced"] else "below threshold, not enforced")
+        extra = ""
+        if r["retrieval"]:
+            extra = f"  R1 {r['retrieval']['R1']:.1f} mAP {r['retrieval']['mAP']:.1f} (drop {r['retrieval']['map_drop']:+.2f})"
+        lines.append(f"    {r['artifact']:<22} {r['statistic']} {r['value']:.6f} (>= {r['threshold']}) {status}{extra}")
+    for e in data["engines"]:
+        lines.append(f"  engine {e['file']}: {'built' if e['built'] else 'not built'}; trtexec: {e['trtexec']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    for noisy in ("root",):
+        logging.getLogger(noisy).setLevel(logging.ERROR)  # ORT's quantizer logs advice on the root logger
+    warnings.simplefilter("default")
+    opts = ExportOptions(
+        variant=args.variant,
+        output=args.output,
+        checkpoint=args.checkpoint,
+        precisions=tuple(dict.fromkeys(("fp32", *args.precision))),
+        calib_data=args.calib_data,
+        calib_method=args.calib_method,
+        calib_size=args.calib_size,
+        batch=args.batch,
+        min_batch=args.min_batch,
+        opt_batch=args.opt_batch,
+        opset=args.opset,
+        simplify=args.simplify,
+        engine=args.engine,
+        workspace=args.workspace,
+        eval_data=args.eval_data,
+        max_map_drop=args.max_map_drop,
+        targets=tuple(args.target),
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    try:
+        data = run_export(opts)
+    except parity.ParityGateError as exc:
+        print(f"han-export: {exc}", file=sys.stderr)
+        return 1
+    except ExportError as exc:
+        print(f"han-export: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(data, indent=2) if args.json else _summary(data))
+    print(f"wrote {Path(args.output) / 'manifest.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

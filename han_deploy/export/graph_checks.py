@@ -1,0 +1,347 @@
+"""Structural facts about an exported HAN graph that quantization and its checks rely on.
+
+* which tensors are non-negative by construction (ReLU outputs and what only moves or averages them),
+  so the CPU INT8 model can give them uint8 with zero point 0;
+* which nodes stay in float (DESIGN.md §5): the stem conv, the crop-grid arithmetic between the
+  hard-attention FC and GridSample, and the embedding tail after the head FCs;
+* after quantization: shared DequantizeLinear nodes split per consumer, the Q/DQ parameters
+  summarised, and the ONNX Runtime-optimised graph searched for convolutions left in float.
+
+Everything is found from the graph's structure, not from node names, so it survives re-export.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# ops whose output is >= 0 whatever their input
+_NONNEG_SOURCES = {"Relu", "Sigmoid", "Softmax", "Abs", "ReduceL2", "Sqrt"}
+# ops whose output is a selection, copy, convex combination or mean of their (data) input
+_NONNEG_PRESERVING = {
+    "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Slice", "Gather", "Identity",
+    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "GridSample",
+    "DepthToSpace", "SpaceToDepth", "Tile", "Split",
+}  # fmt: skip
+_NONNEG_ALL_INPUTS = {"Mul", "Add", "Concat", "Div", "Max", "Min"}
+CONV_OPS = {"Conv", "FusedConv", "ConvTranspose"}
+FC_OPS = {"MatMul", "Gemm"}
+
+
+def _consumers(graph: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            if name:
+                out[name].append(node)
+    return out
+
+
+def _producers(graph: Any) -> dict[str, Any]:
+    return {name: node for node in graph.node for name in node.output}
+
+
+def _initializer_values(graph: Any) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    values[node.output[0]] = numpy_helper.to_array(attr.t)
+    return values
+
+
+def topological_sort(model: Any) -> None:
+    """Reorder ``model.graph.node`` so every node comes after the producers of its inputs (in place)."""
+    graph = model.graph
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ValueError(f"graph has a cycle or a dangling input near node {pending[0].name!r}")
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+    copies = [type(n)() for n in ordered]
+    for copy, node in zip(copies, ordered, strict=True):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def nonnegative_tensors(model: Any) -> set[str]:
+    """Names of the activation tensors that are >= 0 for every input (found by forward propagation)."""
+    graph = model.graph
+    consts = _initializer_values(graph)
+    nonneg = {name for name, value in consts.items() if value.dtype.kind in "fiu" and value.size and (value >= 0).all()}
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        data = [i for i in node.input if i]
+        if node.op_type in _NONNEG_SOURCES:
+            ok = True
+        elif node.op_type in _NONNEG_PRESERVING:
+            ok = bool(data) and data[0] in nonneg
+        elif node.op_type == "Resize":
+            mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "nearest")
+            ok = mode in ("nearest", "linear") and data[0] in nonneg  # cubic can overshoot below 0
+        elif node.op_type == "Clip":
+            ok = data[0] in nonneg or (len(data) > 1 and data[1] in consts and float(consts[data[1]]) >= 0)
+        elif node.op_type in _NONNEG_ALL_INPUTS:
+            ok = all(i in nonneg for i in data)
+        else:
+            ok = False
+        if ok:
+            nonneg.update(o for o in node.output if o)
+    return nonneg - set(consts)
+
+
+def sole_relu_consumers(model: Any) -> dict[str, str]:
+    """Tensor -> output of the ReLU that is its only consumer (the ReLUs a uint8 Q/DQ model folds away)."""
+    return {
+        name: users[0].output[0]
+        for name, users in _consumers(model.graph).items()
+        if len(users) == 1 and users[0].op_type == "Relu"
+    }
+
+
+def _ancestors(graph: Any, tensors: Iterable[str]) -> set[str]:
+    """Names of all nodes upstream of ``tensors`` (inclusive of their producers)."""
+    producers = _producers(graph)
+    seen: set[str] = set()
+    stack = [producers[t] for t in tensors if t in producers]
+    while stack:
+        node = stack.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        stack.extend(producers[i] for i in node.input if i in producers)
+    return seen
+
+
+def _descendants(graph: Any, tensors: Iterable[str]) -> set[str]:
+    """Names of all nodes downstream of ``tensors``."""
+    consumers = _consumers(graph)
+    seen: set[str] = set()
+    stack = [n for t in tensors for n in consumers.get(t, [])]
+    while stack:
+        node = stack.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        stack.extend(n for o in node.output for n in consumers.get(o, []))
+    return seen
+
+
+def kept_float_nodes(model: Any) -> dict[str, str]:
+    """Nodes to keep out of INT8, each with the reason (DESIGN.md §5 measurements).
+
+    * ``stem``: the first conv, reading the normalised image (largest single-layer INT8 loss, ~1% of compute);
+    * ``soft-spatial``: the single-channel (1 -> 1) convs of soft spatial attention: a few hundred MACs,
+      and ONNX Runtime does not fuse the 3x3 one into an integer conv, so Q/DQ would only add work;
+    * ``crop-grid``: the hard-attention FC, its tanh and all arithmetic from there to GridSample's grid
+      input (region coordinates: an error of one quantization step moves the whole crop);
+    * ``embedding-tail``: everything after the head FCs (BN1d, ReLU, L2 normalisation, concat).
+    """
+    graph = model.graph
+    producers = _producers(graph)
+    graph_inputs = {i.name for i in graph.input}
+    by_name = {n.name: n for n in graph.node}
+    kept: dict[str, str] = {}
+    weights = {t.name: tuple(t.dims) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type in CONV_OPS and node.input[0] in graph_inputs:
+            kept[node.name] = "stem"
+        elif node.op_type in CONV_OPS and weights.get(node.input[1], (0, 0))[:2] == (1, 1):
+            kept[node.name] = "soft-spatial"
+    grid_inputs = [n.input[1] for n in graph.node if n.op_type == "GridSample"]
+    upstream_of_grid = _ancestors(graph, grid_inputs)
+    tanh_outputs = [n.output[0] for n in graph.node if n.op_type == "Tanh"]
+    for name in _descendants(graph, tanh_outputs) & upstream_of_grid:
+        kept[name] = "crop-grid"
+    for node in graph.node:
+        if node.op_type == "Tanh":
+            kept[node.name] = "crop-grid"
+            fc = producers.get(node.input[0])
+            if fc is not None and fc.op_type in FC_OPS:
+                kept[fc.name] = "crop-grid"
+    outputs = {o.name for o in graph.output}
+    heads = [n for n in graph.node if n.op_type in FC_OPS and n.name not in upstream_of_grid and n.name not in kept]
+    for head in heads:
+        downstream = _descendants(graph, head.output)
+        if any(o in outputs for name in downstream for o in by_name[name].output):
+            for name in downstream:
+                kept.setdefault(name, "embedding-tail")
+    return kept
+
+
+def unshare_initializers(model: Any, op_types: set[str] = CONV_OPS | FC_OPS | {"BatchNormalization"}) -> int:
+    """Give every weight/bias initializer read by several quantizable nodes its own copy.
+
+    Exporters and graph simplifiers deduplicate equal constants (e.g. the zero biases of a fresh
+    network), but INT8 needs a separate bias per conv (its int32 scale is input_scale x weight_scale).
+    Returns the number of copies made.
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    users: dict[str, list[tuple[Any, int]]] = defaultdict(list)
+    for node in model.graph.node:
+        if node.op_type in op_types:
+            for k, name in enumerate(node.input):
+                if k > 0 and name in inits:
+                    users[name].append((node, k))
+    copies = 0
+    for name, uses in users.items():
+        for node, k in uses[1:]:
+            clone = type(inits[name])()
+            clone.CopyFrom(inits[name])
+            clone.name = f"{name}__{node.name}__{k}"
+            model.graph.initializer.append(clone)
+            node.input[k] = clone.name
+            copies += 1
+    return copies
+
+
+def read_shapes_after_quantize(model: Any) -> int:
+    """Point Shape nodes that read a float tensor also feeding a QuantizeLinear at a DQ of that Q instead.
+
+    The exporter reads e.g. the soft-spatial conv's output shape for its resize; that extra float
+    reader of the conv output stops ONNX Runtime from fusing the conv into an integer one. A Shape
+    of the dequantized tensor is the same shape, so the rewrite is exact. Returns nodes rewired.
+    """
+    from onnx import helper
+
+    graph = model.graph
+    consumers = _consumers(graph)
+    new_nodes, rewired = [], 0
+    for node in graph.node:
+        new_nodes.append(node)
+        if node.op_type != "QuantizeLinear":
+            continue
+        shapes = [n for n in consumers.get(node.input[0], []) if n.op_type == "Shape"]
+        if not shapes:
+            continue
+        dq_out = f"{node.output[0]}__for_shape"
+        new_nodes.append(
+            helper.make_node("DequantizeLinear", [node.output[0], *node.input[1:]], [dq_out], name=f"{node.name}__for_shape")
+        )
+        for shape in shapes:
+            shape.input[0] = dq_out
+            rewired += 1
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    return rewired
+
+
+def split_shared_dequantize(model: Any) -> int:
+    """Duplicate every DequantizeLinear whose output feeds several nodes: one DQ per consumer.
+
+    ONNX Runtime fuses DQ -> Conv -> Q into an integer conv only when the DQ belongs to that node
+    alone; a DQ shared with e.g. Shape, ReduceMean or GridSample leaves the conv in float. Returns the
+    number of nodes added.
+    """
+    graph = model.graph
+    consumers = _consumers(graph)
+    outputs = {o.name for o in graph.output}
+    added = 0
+    new_nodes = []
+    for node in graph.node:
+        new_nodes.append(node)
+        users = consumers.get(node.output[0], []) if node.op_type == "DequantizeLinear" else []
+        if len(users) < 2 or node.output[0] in outputs:
+            continue
+        for k, user in enumerate(users[1:], start=1):
+            clone = type(node)()
+            clone.CopyFrom(node)
+            clone.name = f"{node.name}__split{k}"
+            clone.output[0] = f"{node.output[0]}__split{k}"
+            for j, name in enumerate(user.input):
+                if name == node.output[0]:
+                    user.input[j] = clone.output[0]
+            new_nodes.append(clone)
+            added += 1
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    return added
+
+
+def qdq_summary(model: Any) -> dict[str, Any]:
+    """Q/DQ facts a checker wants: counts, zero-point values and types, per-channel weight scales."""
+    from onnx import TensorProto, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    elem_types: set[int] = set()
+    zero_points_nonzero: list[str] = []
+    per_channel_weights = per_tensor_weights = 0
+    quantize = dequantize = 0
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        quantize += node.op_type == "QuantizeLinear"
+        dequantize += node.op_type == "DequantizeLinear"
+        if len(node.input) < 3 or node.input[2] not in inits:
+            continue
+        zp = inits[node.input[2]]
+        elem_types.add(zp.data_type)
+        if np.any(numpy_helper.to_array(zp) != 0):
+            zero_points_nonzero.append(node.name)
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits and inits[node.input[0]].data_type == TensorProto.INT8:
+            dims = inits[node.input[0]].dims
+            if len(dims) > 1 and max(dims) > 1:  # a conv / FC weight with several output channels
+                scale = numpy_helper.to_array(inits[node.input[1]])
+                if scale.size > 1:
+                    per_channel_weights += 1
+                else:
+                    per_tensor_weights += 1
+    names = {TensorProto.INT8: "int8", TensorProto.UINT8: "uint8", TensorProto.INT32: "int32"}
+    return {
+        "quantize_linear": quantize,
+        "dequantize_linear": dequantize,
+        "zero_point_types": sorted(names.get(t, str(t)) for t in elem_types),
+        "nonzero_zero_points": zero_points_nonzero,
+        "per_channel_weights": per_channel_weights,
+        "per_tensor_weights": per_tensor_weights,
+    }
+
+
+def optimized_graph(path: str | os.PathLike[str], level: str = "all") -> Any:
+    """The graph ONNX Runtime's CPU provider actually runs (``SessionOptions.optimized_model_filepath``)."""
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    with tempfile.TemporaryDirectory(prefix="han-optimized-") as tmp:
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return onnx.load(opts.optimized_model_filepath)
+
+
+def float_convs(model: Any) -> list[str]:
+    """Names of the float convolutions in a (typically ORT-optimised) graph; integer convs are QLinearConv/ConvInteger."""
+    return [n.name for n in model.graph.node if n.op_type in CONV_OPS]
+
+
+def unexpected_float_convs(optimized: Any, kept: Iterable[str]) -> list[str]:
+    """Float convs of an optimised graph that are not among the deliberately ``kept`` ones.
+
+    ONNX Runtime renames nodes it rewrites (e.g. ``<name>_output_0_nchwc``), so a kept conv matches
+    by name prefix; if more float convs remain than were kept, every one is reported.
+    """
+    kept = list(kept)
+    found = float_convs(optimized)
+    stray = [n for n in found if not any(n.startswith(k) for k in kept)]
+    return stray if stray or len(found) <= len(kept) else found

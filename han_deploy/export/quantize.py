@@ -1,0 +1,155 @@
+"""INT8 Q/DQ ONNX in two flavours, with ONNX Runtime's ``quantize_static`` (QDQ format).
+
+Why two (DESIGN.md §5, measured on this reconstruction): TensorRT wants symmetric signed INT8
+everywhere, but in ONNX Runtime on x86 that keeps every ReLU as DQ -> float ReLU -> Q and runs no
+faster than FP32. ONNX Runtime's CPU kernels want uint8 activations; for non-negative (post-ReLU)
+tensors uint8 with zero point 0 is still symmetric about 0, the ReLU folds away, and it is faster
+and more accurate. So:
+
+* ``tensorrt`` (``model.int8.onnx``): int8 activations and weights, symmetric, zero points 0,
+  per-channel weights;
+* ``cpu`` (``model.int8-cpu.onnx``): uint8 for tensors that are non-negative by construction (zero
+  point 0), int8 symmetric for the few signed ones (soft-attention maps), int8 per-channel weights.
+
+Both keep the stem conv, the crop-grid arithmetic and the embedding tail in float
+(:func:`~han_deploy.export.graph_checks.kept_float_nodes`) and split shared DequantizeLinear nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import graph_checks
+
+FLAVOURS = ("tensorrt", "cpu")
+KEEP_FLOAT = ("stem", "soft-spatial", "crop-grid", "embedding-tail")  # see graph_checks.kept_float_nodes
+CALIB_METHODS = ("percentile", "minmax", "entropy")
+
+
+@dataclass
+class QuantizeReport:
+    """What :func:`quantize_int8` did: flavour, calibration, what stayed float, Q/DQ facts."""
+
+    flavour: str
+    calib_method: str
+    calib_size: int
+    kept_float: dict[str, str]
+    split_dequantize: int
+    qdq: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        reasons: dict[str, int] = {}
+        for reason in self.kept_float.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        return {
+            "flavour": self.flavour,
+            "calib_method": self.calib_method,
+            "calib_size": self.calib_size,
+            "kept_float_nodes": reasons,
+            "kept_float_convs": sorted(n for n, r in self.kept_float.items() if r in ("stem", "soft-spatial")),
+            "split_dequantize": self.split_dequantize,
+            "qdq": self.qdq,
+        }
+
+
+def _calibrate_method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    try:
+        return {
+            "percentile": CalibrationMethod.Percentile,
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+        }[name]
+    except KeyError:
+        raise ValueError(f"calibration method must be one of {CALIB_METHODS}, got {name!r}") from None
+
+
+def quantize_int8(
+    fp32_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    reader: Any,
+    flavour: str = "tensorrt",
+    calib_method: str = "percentile",
+    percentile: float = 99.999,
+    keep_float: tuple[str, ...] = KEEP_FLOAT,
+) -> QuantizeReport:
+    """Quantize the FP32 ONNX at ``fp32_path`` into ``out_path`` (written via a temporary name).
+
+    ``reader`` is an ONNX Runtime ``CalibrationDataReader`` (e.g. :class:`CropCalibrationReader`).
+    Metadata (the preprocessing contract) is carried over, with ``precision`` and ``int8_flavour`` added.
+    ``keep_float`` names the groups of nodes left in float (all by default; fewer only for ablations).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if flavour not in FLAVOURS:
+        raise ValueError(f"INT8 flavour must be one of {FLAVOURS}, got {flavour!r}")
+    method = _calibrate_method(calib_method)
+    out_path = Path(out_path)
+    model = onnx.load(str(fp32_path))
+    graph_checks.unshare_initializers(model)
+    kept = {n: r for n, r in graph_checks.kept_float_nodes(model).items() if r in keep_float}
+    extra: dict[str, Any] = {
+        "WeightSymmetric": True,
+        "ActivationSymmetric": flavour == "tensorrt",
+        "DedicatedQDQPair": False,  # split below, after the fact, only where a DQ really is shared
+        "CalibPercentile": percentile,
+        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # FC weights (K, N): one scale per output column
+    }
+    if flavour == "cpu":
+        # non-negative tensors: asymmetric uint8 whose range starts at 0 -> zero point 0, ReLU folds away;
+        # signed tensors: symmetric int8 (zero point 0) instead of an arbitrary uint8 zero point.
+        nonneg = graph_checks.nonnegative_tensors(model)
+        activations = {o for n in model.graph.node for o in n.output if o} - {o.name for o in model.graph.output}
+        signed = activations - nonneg
+        # an integer conv reads and writes one type: a conv with a signed output reads int8 too
+        # (a conv followed only by a ReLU writes the ReLU's output: the ReLU folds into the uint8 range)
+        relu_of = graph_checks.sole_relu_consumers(model)
+        for node in model.graph.node:
+            if node.op_type in graph_checks.CONV_OPS and relu_of.get(node.output[0], node.output[0]) in signed:
+                signed.add(node.input[0])
+        signed -= set(relu_of)
+        extra["TensorQuantOverrides"] = {
+            name: [{"quant_type": QuantType.QInt8, "symmetric": True}] for name in sorted(signed & activations)
+        }
+    with tempfile.TemporaryDirectory(prefix="han-quant-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        onnx.save(model, str(prepared))
+        staged = Path(tmp) / "quantized.onnx"
+        reader.rewind()
+        quantize_static(
+            str(prepared),
+            str(staged),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8 if flavour == "tensorrt" else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=sorted(kept),
+            calibrate_method=method,
+            extra_options=extra,
+        )
+        quantized = onnx.load(str(staged))
+    graph_checks.read_shapes_after_quantize(quantized)
+    split = graph_checks.split_shared_dequantize(quantized)
+    del quantized.metadata_props[:]
+    for prop in model.metadata_props:
+        if prop.key not in ("precision", "int8_flavour"):
+            quantized.metadata_props.add(key=prop.key, value=prop.value)
+    quantized.metadata_props.add(key="precision", value="int8")
+    quantized.metadata_props.add(key="int8_flavour", value=flavour)
+    quantized.producer_name = "han-deploy"
+    onnx.checker.check_model(quantized)
+    tmp_out = out_path.with_name(out_path.name + ".tmp")
+    try:
+        onnx.save(quantized, str(tmp_out))
+        os.replace(tmp_out, out_path)
+    finally:
+        tmp_out.unlink(missing_ok=True)
+    report = QuantizeReport(flavour, calib_method, len(reader), kept, split, graph_checks.qdq_summary(quantized))
+    return report

@@ -1,0 +1,389 @@
+"""Write an NVIDIA Triton Inference Server model repository from exported HAN artifacts.
+
+Public entry point (what ``han-export --target triton`` calls)::
+
+    write_triton_repository(
+        out_dir,                       # repository root to create (models become sub-folders)
+        artifacts,                     # TritonArtifact | path: .onnx -> onnxruntime_onnx, .plan/.engine/.trt -> tensorrt_plan
+        *,
+        config=None,                   # HANConfig; None = read from the first ONNX artifact's metadata_props
+        max_batch_size=32,             # Triton max_batch_size; an engine's max_batch (its profile max) wins for it
+        preferred_batch_sizes=(8, 16, 32),
+        max_queue_delay_us=2000,       # dynamic batcher's max_queue_delay_microseconds
+        instances=1,                   # instance_group count (per GPU for KIND_GPU)
+        instance_kind="KIND_GPU",      # for the onnxruntime_onnx / tensorrt_plan models
+        ort_tensorrt=False,            # add the ONNX models' optional TensorRT accelerator block
+        python_model=True,             # also write the python-backend model (han_deploy.runtime inside)
+        python_source=None,            # ONNX file the python models run (default: the FP32 ONNX artifact)
+        python_instances=1,            # instance_group count of the python models (KIND_CPU)
+        python_threads=0,              # ONNX Runtime intra-op threads per python instance (0 = its default)
+        jpeg_model=True,               # also write the python model that takes encoded JPEG/PNG bytes
+        sys_path=None,                 # sys.path entries for the python models (None = where han_deploy is now)
+        name_prefix="han",
+        overwrite=False,
+    ) -> Path                          # the repository root
+
+Model names: ``{prefix}_onnx_{precision}``, ``{prefix}_trt_{precision}`` (plus ``_{flavour}`` when an
+artifact has one, e.g. the two INT8 ONNX flavours), ``{prefix}_python`` and ``{prefix}_jpeg``. Every
+config uses the tensor names of :mod:`han_deploy.config` (``images``: ``[3, H, W]`` per item,
+``embeddings``: float32 ``[D]`` per item). ``dims`` never include the batch axis: Triton adds it from
+``max_batch_size``. Every model carries the preprocessing contract as the ``han_deploy.contract``
+parameter, so a client can read it from ``/v2/models/NAME/config``. A ``repository.json`` at the root
+lists the models, their source files and sha256.
+
+Only the python models run in the Triton bundled with ``nvidia-pytriton`` (it has no ONNX Runtime or
+TensorRT backend); the ``onnxruntime_onnx`` / ``tensorrt_plan`` configs are for a full Triton and are
+checked here only by parsing them (see docs/serving.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, HANConfig, contract_metadata, read_contract
+
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
+PRECISIONS = ("fp32", "fp16", "int8")
+INSTANCE_KINDS = ("KIND_GPU", "KIND_CPU", "KIND_AUTO")
+CPU_FLAVOURS = ("cpu", "ort")  # INT8 flavour names of the ONNX Runtime CPU artifact (uint8 activations)
+ENCODED_INPUT_NAME = "encoded"  # TYPE_STRING, one encoded image (JPEG/PNG/...) per batch item
+VALID_OUTPUT_NAME = "valid"  # TYPE_BOOL, false where the item could not be decoded (its embedding is zeros)
+CONTRACT_PARAMETER = METADATA_KEY
+PYTHON_MODEL_TEMPLATE = Path(__file__).resolve().parent.parent / "serve" / "python_model" / "model.py"
+_TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8"}
+
+
+@dataclass(frozen=True)
+class TritonArtifact:
+    """One exported file to serve, with what its Triton config needs that the file may not say.
+
+    ``max_batch`` is an engine's optimisation-profile maximum (required for engines: their config's
+    ``max_batch_size`` must not exceed it). ``input_dtype`` is the engine's input type (default
+    ``"float32"``, what han-export builds); for ONNX files it is read from the graph. ``flavour`` tells
+    apart two artifacts of one precision (han-export's INT8 ``"tensorrt"`` / ``"cpu"``); the ``"cpu"``
+    flavour gets ``KIND_CPU`` instances and no TensorRT block. ``instance_kind`` overrides the kind.
+    """
+
+    path: Path
+    precision: str = "fp32"
+    max_batch: int | None = None
+    flavour: str | None = None
+    input_dtype: str | None = None
+    instance_kind: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"{self.path}: precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.kind not in ("onnx", "engine"):
+            raise ValueError(
+                f"{self.path}: unsupported suffix {self.path.suffix!r}; expected one of {ONNX_SUFFIXES + ENGINE_SUFFIXES}"
+            )
+        if self.instance_kind is not None and self.instance_kind not in INSTANCE_KINDS:
+            raise ValueError(f"{self.path}: instance_kind must be one of {INSTANCE_KINDS}, got {self.instance_kind!r}")
+
+    @property
+    def kind(self) -> str:
+        suffix = self.path.suffix.lower()
+        return "onnx" if suffix in ONNX_SUFFIXES else "engine" if suffix in ENGINE_SUFFIXES else "unknown"
+
+    def model_name(self, prefix: str) -> str:
+        if self.name:
+            return self.name
+        base = f"{prefix}_{'onnx' if self.kind == 'onnx' else 'trt'}_{self.precision}"
+        return f"{base}_{self.flavour}" if self.flavour else base
+
+
+class PbSym(str):
+    """A protobuf text-format enum value (written unquoted)."""
+
+
+def _pb_scalar(value: Any) -> str:
+    if isinstance(value, PbSym):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + "".join(c if 32 <= ord(c) < 127 else "".join(f"\\{b:03o}" for b in c.encode()) for c in escaped) + '"'
+
+
+def to_pbtxt(message: Mapping[str, Any], indent: int = 0) -> str:
+    """A nested dict as protobuf text format: dicts are messages, lists repeated fields, ``PbSym`` enums.
+
+    ``map<string, ...>`` fields are given as lists of ``{"key": ..., "value": ...}`` entries.
+    """
+    pad = "  " * indent
+    lines = []
+    for key, value in message.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            lines += [f"{pad}{key} {{", to_pbtxt(value, indent + 1), f"{pad}}}"]
+        elif isinstance(value, list | tuple):
+            if value and all(isinstance(v, Mapping) for v in value):
+                for item in value:
+                    lines += [f"{pad}{key} {{", to_pbtxt(item, indent + 1), f"{pad}}}"]
+            elif value:
+                lines.append(f"{pad}{key}: [ {', '.join(_pb_scalar(v) for v in value)} ]")
+        else:
+            lines.append(f"{pad}{key}: {_pb_scalar(value)}")
+    return "\n".join(line for line in lines if line)
+
+
+def _tensor(name: str, dtype: str, dims: Sequence[int]) -> dict[str, Any]:
+    return {"name": name, "data_type": PbSym(dtype), "dims": list(dims)}
+
+
+def _string_parameters(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": {"string_value": str(v)}} for k, v in values.items()]
+
+
+def onnx_io(path: Path) -> tuple[dict[str, str], str, dict[str, Any] | None]:
+    """(metadata_props, input element type name, contract or None) of an ONNX file, weights not loaded."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    inputs = [i for i in proto.graph.input if i.name == INPUT_NAME] or list(proto.graph.input)
+    if not inputs:
+        raise ValueError(f"{path}: the ONNX graph has no input")
+    elem = onnx.helper.tensor_dtype_to_np_dtype(inputs[0].type.tensor_type.elem_type).name
+    contract = read_contract(meta)[1] if METADATA_KEY in meta else None
+    return meta, elem, contract
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dynamic_batching(preferred: Sequence[int], max_batch: int, delay_us: int) -> dict[str, Any]:
+    sizes = sorted({int(s) for s in preferred if 0 < int(s) <= max_batch})
+    return {"preferred_batch_size": sizes, "max_queue_delay_microseconds": int(delay_us)}
+
+
+def _ort_tensorrt_block(precision: str, cache_dir: str) -> dict[str, Any]:
+    """ONNX Runtime's TensorRT execution provider inside Triton's onnxruntime backend (UNVERIFIED: no GPU here)."""
+    params = {
+        "precision_mode": "INT8" if precision == "int8" else "FP16" if precision in ("fp16", "int8") else "FP32",
+        "max_workspace_size_bytes": str(1 << 30),
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": cache_dir,
+    }
+    accel = {"name": "tensorrt", "parameters": [{"key": k, "value": v} for k, v in params.items()]}
+    return {"execution_accelerators": {"gpu_execution_accelerator": [accel]}}
+
+
+def default_sys_path() -> list[str]:
+    """Where ``han_deploy`` and this interpreter's packages live now (for the python models' ``sys.path``)."""
+    import site
+
+    package_parent = str(Path(__file__).resolve().parents[2])
+    return list(dict.fromkeys([package_parent, *site.getsitepackages()]))
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+def write_triton_repository(
+    out_dir: str | os.PathLike[str],
+    artifacts: Iterable[TritonArtifact | str | os.PathLike[str]],
+    *,
+    config: HANConfig | None = None,
+    max_batch_size: int = 32,
+    preferred_batch_sizes: Sequence[int] = (8, 16, 32),
+    max_queue_delay_us: int = 2000,
+    instances: int = 1,
+    instance_kind: str = "KIND_GPU",
+    ort_tensorrt: bool = False,
+    python_model: bool = True,
+    python_source: str | os.PathLike[str] | None = None,
+    python_instances: int = 1,
+    python_threads: int = 0,
+    jpeg_model: bool = True,
+    sys_path: Sequence[str] | None = None,
+    name_prefix: str = "han",
+    overwrite: bool = False,
+) -> Path:
+    """Write a Triton model repository under ``out_dir`` and return its path (see the module docstring)."""
+    out = Path(out_dir)
+    arts = [a if isinstance(a, TritonArtifact) else TritonArtifact(Path(a)) for a in artifacts]
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    if instances < 1 or python_instances < 1:
+        raise ValueError("instances and python_instances must be >= 1")
+    if instance_kind not in INSTANCE_KINDS:
+        raise ValueError(f"instance_kind must be one of {INSTANCE_KINDS}, got {instance_kind!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name_prefix):
+        raise ValueError(f"name_prefix {name_prefix!r} must be letters, digits, '_', '.', '-'")
+    for art in arts:
+        if not art.path.is_file():
+            raise FileNotFoundError(f"artifact not found: {art.path}")
+    onnx_info = {art.path: onnx_io(art.path) for art in arts if art.kind == "onnx"}
+    if python_source is not None and Path(python_source) not in onnx_info:
+        if not Path(python_source).is_file():
+            raise FileNotFoundError(f"python_source not found: {python_source}")
+        onnx_info[Path(python_source)] = onnx_io(Path(python_source))
+    contract: dict[str, Any] | None = next((c for _, _, c in onnx_info.values() if c), None)
+    if config is None:
+        if contract is None:
+            raise ValueError("no HANConfig given and no ONNX artifact with a han-deploy contract in its metadata_props")
+        config = HANConfig.from_dict(contract["model"])
+    extra = {
+        k: v
+        for k, v in (contract or {}).items()
+        if k not in ("model", "input_name", "output_name", "embedding_dim", "embedding_layout")
+    }
+    contract_str = contract_metadata(config, **extra)[METADATA_KEY]
+    h, w = config.preprocess.input_size
+    dim = config.embedding_dim
+    if (python_model or jpeg_model) and python_source is None:
+        fp32 = [a.path for a in arts if a.kind == "onnx" and a.precision == "fp32"]
+        if not fp32:
+            raise ValueError("the python models need an ONNX file: give an FP32 ONNX artifact or python_source")
+        python_source = fp32[0]
+
+    names = [a.model_name(name_prefix) for a in arts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two artifacts map to one model name ({names}): set TritonArtifact.flavour or .name")
+    if out.exists():
+        if not overwrite and any(out.iterdir()):
+            raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True to replace it)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    listing: list[dict[str, Any]] = []
+
+    def write_model(name: str, cfg: dict[str, Any], files: Mapping[str, Path], note: str) -> None:
+        model_dir = out / name
+        for rel, src in files.items():
+            _copy(src, model_dir / rel)
+        (model_dir / "config.pbtxt").write_text(to_pbtxt({"name": name, **cfg}) + "\n")
+        listing.append(
+            {
+                "name": name,
+                "backend": cfg.get("backend") or cfg.get("platform"),
+                "max_batch_size": cfg["max_batch_size"],
+                "files": {
+                    rel: {"source": src.name, "sha256": _sha256(src)} for rel, src in files.items() if rel.startswith("1/")
+                },
+                "note": note,
+            }
+        )
+
+    common_io = {"output": [_tensor(OUTPUT_NAME, "TYPE_FP32", [dim])]}
+    for art, name in zip(arts, names, strict=True):
+        cpu_flavour = art.flavour in CPU_FLAVOURS  # an ONNX Runtime CPU-flavoured INT8 model belongs on the CPU
+        kind = art.instance_kind or ("KIND_CPU" if cpu_flavour else instance_kind)
+        group = [{"kind": PbSym(kind), "count": instances}]
+        if art.kind == "onnx":
+            dtype = _TRITON_DTYPES.get(onnx_info[art.path][1])
+            if dtype is None:
+                raise ValueError(f"{art.path}: unsupported ONNX input type {onnx_info[art.path][1]}")
+            mbs = min(max_batch_size, art.max_batch) if art.max_batch else max_batch_size
+            cfg = {
+                "platform": "onnxruntime_onnx",
+                "default_model_filename": "model.onnx",
+                "max_batch_size": mbs,
+                "input": [_tensor(INPUT_NAME, dtype, [3, h, w])],
+                **common_io,
+                "dynamic_batching": _dynamic_batching(preferred_batch_sizes, mbs, max_queue_delay_us),
+                "instance_group": group,
+                "optimization": _ort_tensorrt_block(art.precision, f"/tmp/triton_trt_cache/{name}")
+                if ort_tensorrt and kind != "KIND_CPU"
+                else None,
+                "parameters": _string_parameters({CONTRACT_PARAMETER: contract_str, "precision": art.precision}),
+            }
+            write_model(name, cfg, {"1/model.onnx": art.path}, "onnxruntime backend (full Triton); not in nvidia-pytriton")
+        else:
+            if not art.max_batch:
+                raise ValueError(f"{art.path}: an engine needs max_batch (its optimisation profile's max batch)")
+            dtype = _TRITON_DTYPES[art.input_dtype or "float32"]  # han-export keeps float32 I/O in every precision
+            cfg = {
+                "platform": "tensorrt_plan",
+                "default_model_filename": "model.plan",
+                "max_batch_size": int(art.max_batch),
+                "input": [_tensor(INPUT_NAME, dtype, [3, h, w])],
+                **common_io,
+                "dynamic_batching": _dynamic_batching(preferred_batch_sizes, int(art.max_batch), max_queue_delay_us),
+                "instance_group": [{"kind": PbSym("KIND_GPU"), "count": instances}],
+                "parameters": _string_parameters({CONTRACT_PARAMETER: contract_str, "precision": art.precision}),
+            }
+            note = "tensorrt_plan (full Triton on a GPU with the TensorRT version that built the engine); UNVERIFIED here"
+            write_model(name, cfg, {"1/model.plan": art.path}, note)
+
+    if python_model or jpeg_model:
+        assert python_source is not None
+        src = Path(python_source)
+        paths = default_sys_path() if sys_path is None else list(sys_path)
+        py_params = {
+            "model_file": "model.onnx",
+            "device": "cpu",
+            "threads": str(int(python_threads)),
+            "sys_path": os.pathsep.join(paths),
+            "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
+            CONTRACT_PARAMETER: contract_str,
+        }
+        files = {"1/model.onnx": src, "1/model.py": PYTHON_MODEL_TEMPLATE}
+        py_common = {
+            "backend": "python",
+            "max_batch_size": max_batch_size,
+            "dynamic_batching": _dynamic_batching(preferred_batch_sizes, max_batch_size, max_queue_delay_us),
+            "instance_group": [{"kind": PbSym("KIND_CPU"), "count": python_instances}],
+        }
+        if python_model:
+            cfg = {
+                **py_common,
+                "input": [_tensor(INPUT_NAME, "TYPE_FP32", [3, h, w])],
+                **common_io,
+                "parameters": _string_parameters({**py_params, "input_kind": "tensor"}),
+            }
+            write_model(f"{name_prefix}_python", cfg, files, "python backend, han_deploy.runtime (ONNX Runtime) inside")
+        if jpeg_model:
+            cfg = {
+                **py_common,
+                "input": [_tensor(ENCODED_INPUT_NAME, "TYPE_STRING", [1])],
+                "output": [_tensor(OUTPUT_NAME, "TYPE_FP32", [dim]), _tensor(VALID_OUTPUT_NAME, "TYPE_BOOL", [1])],
+                "parameters": _string_parameters({**py_params, "input_kind": "encoded"}),
+            }
+            write_model(
+                f"{name_prefix}_jpeg", cfg, files, "python backend: encoded image bytes -> decode, resize, normalise, embed"
+            )
+
+    summary = {
+        "generator": "han_deploy.export.triton",
+        "contract": json.loads(contract_str),
+        "settings": {
+            "max_batch_size": max_batch_size,
+            "preferred_batch_sizes": list(preferred_batch_sizes),
+            "max_queue_delay_us": max_queue_delay_us,
+            "instances": instances,
+            "instance_kind": instance_kind,
+            "ort_tensorrt": ort_tensorrt,
+            "python_instances": python_instances,
+            "python_threads": python_threads,
+        },
+        "artifacts": [dataclasses.asdict(a) | {"path": a.path.name} for a in arts],
+        "models": listing,
+    }
+    (out / "repository.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return out

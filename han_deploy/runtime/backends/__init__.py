@@ -1,0 +1,23 @@
+"""Inference backends behind one interface; :func:`load_backend` picks one by the artifact's suffix."""
+
+from .base import (
+    CHECKPOINT_SUFFIXES,
+    ENGINE_SUFFIXES,
+    ONNX_SUFFIXES,
+    Backend,
+    BaseBackend,
+    ModelFileError,
+    load_backend,
+    read_manifest_contract,
+)
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "ENGINE_SUFFIXES",
+    "ONNX_SUFFIXES",
+    "Backend",
+    "BaseBackend",
+    "ModelFileError",
+    "load_backend",
+    "read_manifest_contract",
+]

@@ -1,0 +1,255 @@
+"""The one backend interface (in the spirit of Polygraphy's runners) and ``load_backend``, which picks by artifact.
+
+Every backend reads the preprocessing contract from the artifact itself (ONNX ``metadata_props``, a
+``manifest.json`` next to an engine, a checkpoint's header), so callers never pass it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ...config import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, HANConfig, read_contract
+
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+CHECKPOINT_SUFFIXES = (".safetensors",)
+
+
+class ModelFileError(ValueError):
+    """The model file is missing, of an unsupported kind, or not a han-deploy artifact."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend offers: metadata, ``infer`` on a preprocessed batch, and ``close``."""
+
+    name: str
+    path: Path
+    config: HANConfig
+    contract: dict[str, Any]
+    input_name: str
+    max_batch: int | None
+
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class BaseBackend:
+    """Shared behaviour: input checks, splitting batches beyond ``max_batch``, padding fixed-batch models.
+
+    Subclasses set the attributes in ``__init__`` and implement :meth:`_run` for one chunk that fits.
+    """
+
+    name = "base"
+    path: Path
+    config: HANConfig
+    contract: dict[str, Any]
+    input_name = INPUT_NAME
+    output_name = OUTPUT_NAME
+    max_batch: int | None = None
+    fixed_batch: int | None = None  # a model whose batch axis is static: smaller chunks are zero-padded
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.embedding_dim
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 preprocessed batch -> (N, D) float32 embeddings, any N (split as needed)."""
+        batch = self._check_input(batch)
+        n = batch.shape[0]
+        if n == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        step = self.fixed_batch or self.max_batch or n
+        outs = []
+        for start in range(0, n, step):
+            chunk = batch[start : start + step]
+            real = chunk.shape[0]
+            if self.fixed_batch and real < self.fixed_batch:
+                pad = np.zeros((self.fixed_batch - real, *chunk.shape[1:]), dtype=np.float32)
+                chunk = np.concatenate([chunk, pad])
+            outs.append(np.asarray(self._run(np.ascontiguousarray(chunk)), dtype=np.float32)[:real])
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_input(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch)
+        h, w = self.config.preprocess.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (3, h, w):
+            raise ValueError(f"{self.name} backend for {self.path.name} expects (N, 3, {h}, {w}) input, got {batch.shape}")
+        if batch.dtype != np.float32:
+            batch = batch.astype(np.float32)
+        return batch
+
+    def close(self) -> None:
+        """Release the session / engine; the backend cannot be used afterwards."""
+
+    def __enter__(self) -> BaseBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path.name} variant={self.config.variant} max_batch={self.max_batch}>"
+
+
+def _sniff(path: Path) -> str | None:
+    """A guess at what a file really is, from its first bytes, for error messages."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    if not head:
+        return "an empty file"
+    if head[:3] == b"\xff\xd8\xff":
+        return "a JPEG image"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "a PNG image"
+    if head[:2] == b"PK":
+        return "a zip archive (a torch.save .pt/.pth file?)"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "a safetensors checkpoint"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "a JSON/text file"
+    return None
+
+
+def wrong_kind_error(path: Path, expected: str, detail: object = "") -> ModelFileError:
+    """A :class:`ModelFileError` naming the file, what was expected, and what the file looks like."""
+    looks = _sniff(path)
+    msg = f"{path} is not a valid {expected}"
+    if looks:
+        msg += f" (it looks like {looks})"
+    if detail:
+        msg += f": {detail}"
+    return ModelFileError(msg)
+
+
+def manifest_candidates(path: Path) -> list[Path]:
+    """Where a sidecar manifest for ``path`` may live: ``NAME.json``, ``STEM.manifest.json``, ``manifest.json``."""
+    return [
+        path.with_name(path.name + ".json"),
+        path.with_name(path.stem + ".manifest.json"),
+        path.with_name(path.stem + ".json"),
+        path.parent / "manifest.json",
+    ]
+
+
+def _contract_from_manifest_dict(data: dict[str, Any], artifact: Path) -> tuple[HANConfig, dict[str, Any]] | None:
+    """Find the contract in a manifest: flat, under ``contract``, as the metadata string, or per artifact."""
+    if METADATA_KEY in data:
+        value = data[METADATA_KEY]
+        return read_contract({METADATA_KEY: value if isinstance(value, str) else json.dumps(value)})
+    if isinstance(data.get("contract"), dict) and "model" in data["contract"]:
+        return read_contract({METADATA_KEY: json.dumps(data["contract"])})
+    if isinstance(data.get("model"), dict) and "variant" in data["model"]:
+        return read_contract({METADATA_KEY: json.dumps(data)})
+    if isinstance(data.get("preprocess"), dict) and "variant" in data:
+        return _contract_from_export_manifest(data)
+    for key in ("artifacts", "files", "engines"):
+        entries = data.get(key)
+        if isinstance(entries, dict):
+            entries = [dict(v, name=k) if isinstance(v, dict) else v for k, v in entries.items()]
+        if isinstance(entries, list):
+            for entry in entries:
+                if not isinstance(entry, dict):
+                    continue
+                names = {str(entry.get(k, "")) for k in ("name", "path", "file", "engine")}
+                if artifact.name in {Path(n).name for n in names if n}:
+                    found = _contract_from_manifest_dict(entry, artifact)
+                    if found:
+                        return found
+    return None
+
+
+def _contract_from_export_manifest(data: dict[str, Any]) -> tuple[HANConfig, dict[str, Any]]:
+    """``han-export``'s manifest: variant, preprocess, input/output names and the output layout.
+
+    It does not carry the whole architecture config; the runtime needs only the preprocessing, the
+    tensor names and the embedding size, so the rest of the config keeps its defaults.
+    """
+    output = data.get("output") or {}
+    dim = int((output.get("shape") or [None, 1024])[-1])
+    layout = str(output.get("layout", ""))
+    model: dict[str, Any] = {"variant": data["variant"], "preprocess": data["preprocess"]}
+    model.update({"feature": "both", "feat_dim": dim // 2} if layout.startswith("concat") or not layout else {"feat_dim": dim})
+    if not layout.startswith("concat") and layout:
+        model["feature"] = "global" if "global" in layout else "local"
+    cfg = HANConfig.from_dict(model)
+    contract = {
+        "model": cfg.to_dict(),
+        "input_name": (data.get("input") or {}).get("name", INPUT_NAME),
+        "output_name": output.get("name", OUTPUT_NAME),
+        "embedding_dim": cfg.embedding_dim,
+        "embedding_layout": layout or cfg.embedding_layout,
+        "from_export_manifest": True,
+    }
+    return cfg, contract
+
+
+def read_manifest_contract(path: Path) -> tuple[HANConfig, dict[str, Any], Path]:
+    """The contract of an artifact from the first sidecar manifest that describes it."""
+    tried = []
+    for cand in manifest_candidates(path):
+        if not cand.is_file() or cand == path:
+            continue
+        tried.append(cand.name)
+        try:
+            data = json.loads(cand.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"cannot read manifest {cand} for {path.name}: {exc}") from exc
+        found = _contract_from_manifest_dict(data, path) if isinstance(data, dict) else None
+        if found:
+            return found[0], found[1], cand
+    where = f" (read {', '.join(tried)})" if tried else ""
+    raise ModelFileError(
+        f"no preprocessing contract for {path}: expected a manifest.json (or {path.name}.json) next to it "
+        f"holding the han-deploy contract{where}"
+    )
+
+
+def load_backend(
+    path: str | os.PathLike[str],
+    device: str | None = None,
+    providers: list[str] | None = None,
+    threads: int | None = None,
+    **options: Any,
+) -> BaseBackend:
+    """Open a model artifact with the backend its suffix calls for.
+
+    ``.onnx`` -> ONNX Runtime (``providers``/``threads``/``spinning`` apply); ``.engine``/``.plan``/``.trt``
+    -> the TensorRT runtime (unverified here, needs an NVIDIA GPU); ``.safetensors`` -> PyTorch, imported
+    only now. ``device`` is ``"cpu"``, ``"cuda"``/``"cuda:N"``, or ``"auto"`` (best available); None means
+    the artifact's natural device: ``"cpu"`` for ONNX and checkpoints, ``"cuda:0"`` for engines.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory, not a model file")
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, device=device or "cpu", providers=providers, threads=threads, **options)
+    if suffix in ENGINE_SUFFIXES:
+        from .tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path, device=device or "cuda:0", **options)
+    if suffix in CHECKPOINT_SUFFIXES:
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(path, device=device or "cpu", threads=threads, **options)
+    known = ", ".join(ONNX_SUFFIXES + ENGINE_SUFFIXES + CHECKPOINT_SUFFIXES)
+    looks = _sniff(path)
+    hint = f"; it looks like {looks}" if looks else ""
+    raise ModelFileError(f"{path}: unsupported model file suffix {suffix or '(none)'!r}; expected one of {known}{hint}")

@@ -1,0 +1,86 @@
+"""A torch Dataset over re-id :class:`Record` lists that decodes and preprocesses exactly as the runtime does.
+
+Images go through :func:`han_deploy.runtime.preprocess.preprocess`, the one implementation deployment
+uses, so a trained model never sees a different resize, channel order or normalisation in production.
+An unreadable or missing image is logged with its path and skipped (its slot in the batch is dropped);
+the trainer counts the skips per epoch, so nothing fails silently and one bad file never sinks an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..config import PreprocessConfig
+from ..data.records import Record
+from ..runtime.preprocess import preprocess
+
+log = logging.getLogger(__name__)
+
+
+class ImageReadError(OSError):
+    """An image file that is missing or cannot be decoded; the message names the file."""
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode one image as BGR uint8 (OpenCV order); raise :class:`ImageReadError` naming the file if it fails."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ImageReadError(f"cannot decode image (corrupt or not an image): {path}")
+    return image
+
+
+class ReidDataset(Dataset):
+    """``dataset[i]`` -> ``(image (3, H, W) float32, pid, camid, i)``, or ``None`` when the file cannot be read."""
+
+    def __init__(self, records: Sequence[Record], pre: PreprocessConfig, split: str = "train") -> None:
+        if not records:
+            raise ValueError(f"the {split} split is empty: no images to load (check --data and --dataset)")
+        self.records = list(records)
+        self.pre = pre
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int] | None:
+        rec = self.records[index]
+        try:
+            image = read_image(rec.path)
+            x = preprocess([image], self.pre)[0]
+        except (ImageReadError, ValueError, TypeError, cv2.error) as exc:
+            log.warning("skipping %s image %s: %s", self.split, rec.path, exc)
+            return None
+        return torch.from_numpy(x), rec.pid, rec.camid, index
+
+
+class Batch(NamedTuple):
+    """The readable items of one loader batch, and how many were skipped as unreadable."""
+
+    images: torch.Tensor  # (n, 3, H, W) float32
+    pids: torch.Tensor  # (n,) int64
+    camids: torch.Tensor  # (n,) int64
+    indices: torch.Tensor  # (n,) int64, positions in the dataset
+    skipped: int
+
+
+def collate_skip_bad(items: list[tuple[torch.Tensor, int, int, int] | None]) -> Batch:
+    """Stack the readable items (``None`` marks an unreadable one, already logged with its path)."""
+    good = [it for it in items if it is not None]
+    skipped = len(items) - len(good)
+    if not good:
+        empty = torch.empty(0, dtype=torch.long)
+        return Batch(torch.empty(0), empty, empty, empty, skipped)
+    images = torch.stack([it[0] for it in good])
+    pids, camids, indices = (torch.tensor([it[j] for it in good], dtype=torch.long) for j in (1, 2, 3))
+    return Batch(images, pids, camids, indices, skipped)

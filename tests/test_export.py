@@ -1,0 +1,317 @@
+"""han-export end to end on han_small: artifacts, Q/DQ facts, optimised graph, manifest, gate, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+cv2 = pytest.importorskip("cv2")
+
+from han_deploy.config import INPUT_NAME, OUTPUT_NAME, read_contract  # noqa: E402
+from han_deploy.export import calibration, graph_checks, manifest, parity  # noqa: E402
+from han_deploy.export.cli import build_parser, main  # noqa: E402
+from han_deploy.export.exporter import ExportOptions, run_export  # noqa: E402
+from han_deploy.model import create_model, model_config, save_checkpoint  # noqa: E402
+
+ONNX_FILES = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-cpu.onnx")
+
+
+def _crops(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Person-like crops without the synthetic generator: smooth colour blobs at varied sizes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        h, w = int(rng.integers(100, 200)), int(rng.integers(40, 90))
+        base = rng.integers(0, 255, (4, 2, 3)).astype(np.uint8)
+        out.append(cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC))
+    return out
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("calib")
+    for i, crop in enumerate(_crops(16)):
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), crop)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, calib_dir: Path) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("export")
+    opts = ExportOptions(variant="small", output=out, calib_data=calib_dir, calib_size=16, targets=("deepstream",))
+    with pytest.warns(UserWarning, match="freshly initialised"):
+        data = run_export(opts)
+    return out, data
+
+
+def _no_files(folder: Path) -> bool:
+    return not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
+
+
+# ---- artifacts ---------------------------------------------------------------------------------
+
+
+def test_every_onnx_runs_at_batch_1_7_32(exported: tuple[Path, dict]) -> None:
+    out, data = exported
+    rng = np.random.default_rng(0)
+    for name in ONNX_FILES:
+        sess = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        assert sess.get_inputs()[0].name == INPUT_NAME and sess.get_outputs()[0].name == OUTPUT_NAME
+        assert sess.get_inputs()[0].type == "tensor(float)" and sess.get_outputs()[0].type == "tensor(float)"
+        for batch in (1, 7, 32):
+            y = sess.run(None, {INPUT_NAME: rng.standard_normal((batch, 3, 160, 64), dtype=np.float32)})[0]
+            assert y.shape == (batch, 1024) and np.isfinite(y).all()
+    gate = {r["artifact"]: r for r in data["parity"]["results"]}
+    assert set(gate) == set(ONNX_FILES)
+    assert all(set(r["per_batch"]) == {"1", "7", "32"} for r in gate.values())
+    assert gate["model.onnx"]["value"] >= 0.99999 and gate["model.fp16.onnx"]["value"] >= 0.999
+
+
+def test_contract_round_trips_through_every_artifact(exported: tuple[Path, dict]) -> None:
+    out, data = exported
+    expected = {"model.onnx": "fp32", "model.fp16.onnx": "fp16", "model.int8.onnx": "int8", "model.int8-cpu.onnx": "int8"}
+    for name, precision in expected.items():
+        meta = {p.key: p.value for p in onnx.load(str(out / name)).metadata_props}
+        cfg, contract = read_contract(meta)
+        assert cfg == model_config("small")
+        assert contract["flops"] == data["flops"] and contract["embedding_dim"] == 1024
+        assert meta["precision"] == precision
+    assert {p.key: p.value for p in onnx.load(str(out / "model.int8.onnx")).metadata_props}["int8_flavour"] == "tensorrt"
+
+
+def test_int8_models_have_symmetric_qdq_and_per_channel_weights(exported: tuple[Path, dict]) -> None:
+    out, _ = exported
+    trt = graph_checks.qdq_summary(onnx.load(str(out / "model.int8.onnx")))
+    cpu = graph_checks.qdq_summary(onnx.load(str(out / "model.int8-cpu.onnx")))
+    for s in (trt, cpu):
+        assert s["quantize_linear"] > 20 and s["dequantize_linear"] > 20
+        assert s["nonzero_zero_points"] == []
+        assert s["per_channel_weights"] >= 30 and s["per_tensor_weights"] == 0
+    assert trt["zero_point_types"] == ["int32", "int8"]  # int32: biases; no uint8 anywhere
+    assert "uint8" in cpu["zero_point_types"]
+
+
+def test_cpu_int8_uses_uint8_exactly_for_non_negative_tensors(exported: tuple[Path, dict]) -> None:
+    out, _ = exported
+    fp32 = onnx.load(str(out / "model.onnx"))
+    nonneg = graph_checks.nonnegative_tensors(fp32)
+    q = onnx.load(str(out / "model.int8-cpu.onnx"))
+    inits = {t.name: t for t in q.graph.initializer}
+    seen_u8 = 0
+    for node in q.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
+            if inits[node.input[2]].data_type == onnx.TensorProto.UINT8:
+                seen_u8 += 1
+                assert node.input[0] in nonneg, f"{node.input[0]} is uint8 but may be negative"
+    assert seen_u8 > 10
+
+
+def test_cpu_int8_optimised_graph_has_no_float_conv_beyond_the_kept_ones(exported: tuple[Path, dict]) -> None:
+    out, data = exported
+    kept = next(a for a in data["artifacts"] if a["file"] == "model.int8-cpu.onnx")["quantization"]["kept_float_convs"]
+    assert any("stem" in k for k in kept)
+    optimised = graph_checks.optimized_graph(out / "model.int8-cpu.onnx")
+    assert graph_checks.unexpected_float_convs(optimised, kept) == []
+    assert len(graph_checks.float_convs(optimised)) == len(kept)
+    assert sum(n.op_type == "QLinearConv" for n in optimised.graph.node) >= 30
+
+
+def test_kept_float_nodes_are_stem_grid_and_tail(exported: tuple[Path, dict]) -> None:
+    out, _ = exported
+    model = onnx.load(str(out / "model.onnx"))
+    kept = graph_checks.kept_float_nodes(model)
+    by_name = {n.name: n for n in model.graph.node}
+    ops = {reason: {by_name[n].op_type for n, r in kept.items() if r == reason} for reason in set(kept.values())}
+    assert ops["stem"] == {"Conv"}
+    assert {"Tanh", "Gemm", "Add"} <= ops["crop-grid"] and "Conv" not in ops["crop-grid"] and "GridSample" not in ops["crop-grid"]
+    assert {"BatchNormalization", "ReduceL2", "Div", "Concat"} <= ops["embedding-tail"] and "Conv" not in ops["embedding-tail"]
+
+
+def test_manifest_hashes_match_and_detect_changes(exported: tuple[Path, dict], tmp_path: Path) -> None:
+    out, data = exported
+    assert json.loads((out / "manifest.json").read_text())["artifacts"] == data["artifacts"]
+    assert manifest.verify_manifest(out / "manifest.json") == []
+    assert {a["file"] for a in data["artifacts"]} == set(ONNX_FILES)
+    assert data["versions"]["onnxruntime"] == ort.__version__ and data["profile"]["max"] == [32, 3, 160, 64]
+    assert all("--stronglyTyped" in e["trtexec"] and not e["built"] for e in data["engines"])
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with open(copy / "model.int8.onnx", "ab") as f:
+        f.write(b"\0")
+    assert manifest.verify_manifest(copy / "manifest.json") == ["model.int8.onnx: size or sha256 differs from the manifest"]
+
+
+def test_output_holds_no_staging_or_temporary_files(exported: tuple[Path, dict]) -> None:
+    out, _ = exported
+    names = {p.name for p in out.rglob("*")}
+    assert not any(n.startswith(".han-export-") or n.endswith(".tmp") for n in names)
+
+
+def test_deepstream_recipe(exported: tuple[Path, dict]) -> None:
+    out, data = exported
+    text = (out / "deepstream" / "config_tracker_reid.yml").read_text()
+    assert "inferDims: [3, 160, 64]" in text and "reidFeatureSize: 1024" in text
+    assert "offsets: [123.6750, 116.2800, 103.5300]" in text
+    ds = data["recipes"]["deepstream"]
+    assert ds["netScaleFactor"] == pytest.approx(1 / (255 * np.mean([0.229, 0.224, 0.225])))
+    assert f"netScaleFactor: {ds['netScaleFactor']:.8f}" in text
+    assert 0.99 < ds["single_scale_cosine_vs_exact"]["mean"] <= 1.0
+
+
+# ---- building blocks ---------------------------------------------------------------------------
+
+
+def test_split_shared_dequantize_gives_each_consumer_its_own_dq() -> None:
+    h = onnx.helper
+    x = h.make_tensor_value_info("x", onnx.TensorProto.INT8, [1, 4])
+    outs = [
+        h.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [1, 4]),
+        h.make_tensor_value_info("b", onnx.TensorProto.INT64, [2]),
+        h.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [1, 4]),
+    ]
+    inits = [h.make_tensor("s", onnx.TensorProto.FLOAT, [], [0.1]), h.make_tensor("z", onnx.TensorProto.INT8, [], [0])]
+    nodes = [
+        h.make_node("DequantizeLinear", ["x", "s", "z"], ["d"], name="dq"),
+        h.make_node("Relu", ["d"], ["a"], name="r"),
+        h.make_node("Shape", ["d"], ["b"], name="sh"),
+        h.make_node("Abs", ["d"], ["c"], name="ab"),
+    ]
+    model = h.make_model(h.make_graph(nodes, "g", [x], outs, inits))
+    assert graph_checks.split_shared_dequantize(model) == 2
+    dqs = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(dqs) == 3 and len({n.output[0] for n in dqs}) == 3
+    readers = [n.input[0] for n in model.graph.node if n.op_type != "DequantizeLinear"]
+    assert sorted(readers) == sorted(n.output[0] for n in dqs)
+    onnx.checker.check_model(model)
+
+
+def test_nonnegative_tensors_follow_relu_and_stop_at_conv(exported: tuple[Path, dict]) -> None:
+    out, _ = exported
+    model = onnx.load(str(out / "model.onnx"))
+    nonneg = graph_checks.nonnegative_tensors(model)
+    for node in model.graph.node:
+        if node.op_type in ("Relu", "Sigmoid"):
+            assert node.output[0] in nonneg
+        if node.op_type in ("Conv", "Tanh", "Gemm"):
+            assert node.output[0] not in nonneg
+        if node.op_type == "GridSample":  # crops of non-negative features are non-negative
+            assert node.output[0] in nonneg
+
+
+def test_calibration_reader_yields_runtime_preprocessing_and_rewinds() -> None:
+    from han_deploy.runtime.preprocess import preprocess
+
+    crops = _crops(10)
+    pre = model_config("small").preprocess
+    reader = calibration.CropCalibrationReader(crops, pre, batch_size=4)
+    batches = list(iter(reader.get_next, None))
+    assert [b[INPUT_NAME].shape[0] for b in batches] == [4, 4, 2] and len(reader) == 10
+    np.testing.assert_array_equal(np.concatenate([b[INPUT_NAME] for b in batches]), preprocess(crops, pre))
+    reader.rewind()
+    assert reader.get_next() is not None
+
+
+def test_gate_judges_thresholds_and_enforcement() -> None:
+    per_batch = {1: {"mean": 0.993, "min": 0.98}, 7: {"mean": 0.992, "min": 0.97}, 32: {"mean": 0.994, "min": 0.98}}
+    cpu = parity.judge("model.int8-cpu.onnx", "int8-cpu", per_batch, trained=True)
+    assert not cpu.passed and cpu.value == 0.992 and "worst at batch 7" in cpu.failures[0]
+    assert parity.judge("model.int8-cpu.onnx", "int8-cpu", per_batch, trained=False).passed  # reported, not enforced
+    assert parity.judge("model.int8.onnx", "int8", per_batch, trained=True).passed
+    dropped = parity.judge("model.int8.onnx", "int8", per_batch, True, {"R1": 80.0, "mAP": 60.0, "map_drop": 1.5})
+    assert not dropped.passed and "mAP drop 1.50" in dropped.failures[0]
+    assert not parity.judge("model.onnx", "fp32", per_batch, trained=False).passed  # FP32 is always enforced
+
+
+def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    text = build_parser().format_help()
+    for flag in (
+        "--variant", "--checkpoint", "--precision", "--calib-data", "--calib-method", "--calib-size", "--batch",
+        "--min-batch", "--opt-batch", "--opset", "--simplify", "--no-simplify", "--engine", "--workspace",
+        "--eval-data", "--output", "--seed", "--target",
+    ):  # fmt: skip
+        assert flag in text
+
+
+def test_tensorrt_profile_and_trtexec_command() -> None:
+    from han_deploy.export.tensorrt_build import BatchProfile, trtexec_command
+
+    profile = BatchProfile(1, 8, 32, 160, 64)
+    cmd = trtexec_command("model.int8.onnx", "model.int8.plan", profile, 2048, "timing.cache")
+    assert "--minShapes=images:1x3x160x64" in cmd and "--optShapes=images:8x3x160x64" in cmd
+    assert "--maxShapes=images:32x3x160x64" in cmd and "--memPoolSize=workspace:2048M" in cmd
+    with pytest.raises(ValueError, match="min-batch"):
+        BatchProfile(4, 2, 32, 160, 64)
+
+
+def test_tensorrt_engine_build(tmp_path: Path, exported: tuple[Path, dict]) -> None:
+    from han_deploy.export.tensorrt_build import BatchProfile, build_engine, gpu_name, tensorrt_module
+
+    if tensorrt_module() is None or gpu_name() is None:
+        pytest.skip("needs TensorRT 10/11 with a builder and an NVIDIA GPU (unverified here)")
+    out, _ = exported
+    engine = build_engine(out / "model.fp16.onnx", tmp_path / "m.plan", BatchProfile(1, 8, 32, 160, 64), 1024, tmp_path / "cache")
+    assert engine.stat().st_size > 0 and (tmp_path / "cache").stat().st_size > 0
+
+
+# ---- bad input: clear error, nothing written ---------------------------------------------------
+
+
+def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["--variant", "small", "--calib-size", "4", "-q", *args])
+    return code, capsys.readouterr().err
+
+
+def test_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run_cli(["--checkpoint", str(tmp_path / "nope.safetensors"), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "checkpoint not found" in err and "nope.safetensors" in err
+    assert _no_files(tmp_path / "out")
+
+
+def test_checkpoint_of_another_variant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = save_checkpoint(tmp_path / "medium.safetensors", create_model("medium"))
+    code, err = _run_cli(["--checkpoint", str(ckpt), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "han_medium" in err and "--variant is small" in err
+    assert _no_files(tmp_path / "out")
+
+
+def test_empty_calibration_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    code, err = _run_cli(["--calib-data", str(tmp_path / "empty"), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "holds no images" in err and "empty" in err
+    assert _no_files(tmp_path / "out")
+
+
+def test_unreadable_calibration_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(3):
+        (bad / f"{i}.jpg").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="unreadable"):
+        code, err = _run_cli(["--calib-data", str(bad), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "no readable image" in err
+    assert _no_files(tmp_path / "out")
+
+
+def test_missing_calibration_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run_cli(["--calib-data", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "not found" in err and _no_files(tmp_path / "out")
+
+
+def test_opset_below_16(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run_cli(["--opset", "15", "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and "GridSample" in err and _no_files(tmp_path / "out")
+
+
+def test_failed_gate_exits_nonzero_names_the_artifact_and_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(parity.THRESHOLDS, "fp32", parity.Threshold("mean", 1.5))  # unreachable: forces a failure
+    code, err = _run_cli(["--precision", "fp32", "--output", str(tmp_path / "out")], capsys)
+    assert code == 1 and "model.onnx: mean cosine" in err and "< 1.5" in err
+    assert _no_files(tmp_path / "out")
