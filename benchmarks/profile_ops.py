@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     p.add_argument("--runs", type=int, default=10, help="profiled runs after warm-up (default 10)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    p.add_argument("--artifacts", type=Path, help="reuse <folder>/han_<variant>/model.onnx and model.int8-cpu.onnx (han-export)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="results folder")
     args = p.parse_args(argv)
     if args.batch < 1 or args.runs < 1:
@@ -62,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     info = model_info(model, name)
     before = load_snapshot()
     with tempfile.TemporaryDirectory(prefix="han-prof-") as tmp:
-        fp32 = export_fp32(model, Path(tmp) / "fp32.onnx", info)
-        int8 = export_int8(fp32, Path(tmp) / "int8-cpu.onnx", model.cfg, "cpu")
+        shipped = args.artifacts / name if args.artifacts else None
+        if shipped and (shipped / "model.onnx").is_file() and (shipped / "model.int8-cpu.onnx").is_file():
+            fp32, int8 = shipped / "model.onnx", shipped / "model.int8-cpu.onnx"
+        else:
+            fp32 = export_fp32(model, Path(tmp) / "fp32.onnx", info)
+            int8 = export_int8(fp32, Path(tmp) / "int8-cpu.onnx", model.cfg, "cpu", calib_size=128)
         profiles = {
             "onnxruntime_fp32": profile_onnxruntime(fp32, args.batch, args.runs, threads=args.threads),
             "onnxruntime_int8": profile_onnxruntime(int8, args.batch, args.runs, threads=args.threads),

@@ -21,6 +21,7 @@ it): PyTorch FP32 and FP16 autocast, channels_last, and ``torch.compile(mode="re
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -48,7 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--repeats", type=int, default=7, help="timed blocks per case and batch; p50 = median of block medians (default 7)"
     )
-    p.add_argument("--calib-size", type=int, default=64, help="synthetic crops calibrating INT8 (default 64)")
+    p.add_argument("--calib-size", type=int, default=128, help="synthetic crops calibrating INT8 (default 128, as han-export)")
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        help="folder of han-export outputs to reuse (<folder>/han_small/model.onnx, ...), exported there when missing "
+        "(default: export into a temporary folder)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: batch 1,2, 1 warm-up, 2 repeats of 2 calls, small GEMM")
     p.add_argument(
         "--models",
@@ -80,18 +87,25 @@ def build_models(names: list[str]) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def han_export(name: str, workdir: Path, calib_size: int) -> tuple[dict[str, Path], str]:
+def han_export(name: str, artifacts: Path, calib_size: int) -> tuple[dict[str, Path], str]:
     """The shipped artifacts of ``name`` from the export stage (``han-export``): model.onnx and model.int8-cpu.onnx.
 
-    Same seed-0 weights as the eager model here (the exporter seeds fresh networks with 0 too). On failure the
-    suite exports on the fly with the same exporter and quantizer APIs, and says so in the results.
+    Reused from ``artifacts/<name>/`` when an earlier ``han-export --variant V --precision fp32,int8 --output
+    artifacts/<name>`` left them there, else exported there now. Same seed-0 weights as the eager model here
+    (the exporter seeds fresh networks with 0 too). On failure the suite exports on the fly with the same
+    exporter and quantizer APIs, and says so in the results.
     """
     from han_deploy.export.exporter import ExportOptions, run_export
 
-    out = workdir / f"{name}-export"
-    try:
-        run_export(
-            ExportOptions(
+    out = artifacts / name
+    files = {"fp32": out / "model.onnx", "int8": out / "model.int8-cpu.onnx"}
+    manifest = out / "manifest.json"
+    if manifest.is_file() and all(p.is_file() for p in files.values()):
+        how = "reused"
+    else:
+        how = "exported in this run"
+        try:
+            opts = ExportOptions(
                 variant=name.removeprefix("han_"),
                 output=out,
                 precisions=("fp32", "int8"),
@@ -99,10 +113,13 @@ def han_export(name: str, workdir: Path, calib_size: int) -> tuple[dict[str, Pat
                 seed=0,
                 progress=False,
             )
-        )
-    except Exception as exc:  # noqa: BLE001 - reported, and the suite goes on with its own export
-        return {}, f"han-export failed ({type(exc).__name__}: {exc}); exported by the bench with export_onnx + quantize_int8"
-    return {"fp32": out / "model.onnx", "int8": out / "model.int8-cpu.onnx"}, "han-export (model.onnx, model.int8-cpu.onnx)"
+            run_export(opts)
+        except Exception as exc:  # noqa: BLE001 - reported, and the suite goes on with its own export
+            return {}, f"han-export failed ({type(exc).__name__}: {exc}); exported by the bench with export_onnx + quantize_int8"
+    data = json.loads(manifest.read_text())
+    sums = {a.get("file", a.get("name")): str(a.get("sha256", ""))[:12] for a in data.get("artifacts", []) if isinstance(a, dict)}
+    desc = ", ".join(f"{p.name} (sha256 {sums.get(p.name, '?')})" for p in files.values())
+    return files, f"han-export artifacts {how} in {out}: {desc}; calibration {data.get('calibration')}"
 
 
 def cpu_cases(models: dict[str, tuple[Any, Any]], workdir: Path, args: argparse.Namespace, exports: dict[str, str]) -> list[Any]:
@@ -114,7 +131,7 @@ def cpu_cases(models: dict[str, tuple[Any, Any]], workdir: Path, args: argparse.
         files: dict[str, Path] = {}
         if name.startswith("han_"):
             print(f"exporting {name} with han-export ...", file=sys.stderr, flush=True)
-            files, exports[name] = han_export(name, workdir, args.calib_size)
+            files, exports[name] = han_export(name, args.artifacts or workdir, args.calib_size)
         cases += module_cases(name, model, info, ["torch"], ["fp32"], workdir, opts)
         precisions = ["fp32", "int8"] if name.startswith("han_") else ["fp32"]
         cases += module_cases(name, model, info, ["onnxruntime"], precisions, workdir, opts, onnx_files=files)
@@ -146,8 +163,8 @@ def _row(results: list[dict[str, Any]], key: str, batch: int) -> dict[str, Any] 
     return None
 
 
-def ratios(results: list[dict[str, Any]], batches: list[int]) -> list[dict[str, Any]]:
-    """Speed-ups from the same run: time of the reference / time of the subject (> 1: the subject is faster)."""
+def ratio_pairs() -> list[tuple[str, str, str]]:
+    """(label, subject key, reference key) of every comparison the suite reports, CPU and GPU."""
     pairs = []
     for v in HAN_VARIANTS:
         han = f"han_{v}"
@@ -160,15 +177,36 @@ def ratios(results: list[dict[str, Any]], batches: list[int]) -> list[dict[str, 
             for backend in ("torch", "onnxruntime"):
                 pairs.append((f"{han} vs {base}, both {backend} FP32", f"{han}/{backend}/fp32", f"{base}/{backend}/fp32"))
             pairs.append((f"{han} ORT INT8 vs {base} ORT FP32", f"{han}/onnxruntime/int8", f"{base}/onnxruntime/fp32"))
+            pairs.append((f"{han} vs {base}, both PyTorch FP16 (GPU)", f"{han}/torch/fp16", f"{base}/torch/fp16"))
     for base in COMPARATOR_NAMES:
         pairs.append((f"{base}: ONNX Runtime FP32 vs PyTorch eager FP32", f"{base}/onnxruntime/fp32", f"{base}/torch/fp32"))
+    for model in [f"han_{v}" for v in HAN_VARIANTS] + list(COMPARATOR_NAMES):
+        fp16_cl = f"{model}/torch/fp16+cl"
+        pairs += [
+            (f"{model}: PyTorch FP16 vs FP32 (GPU)", f"{model}/torch/fp16", f"{model}/torch/fp32"),
+            (f"{model}: FP16 channels_last vs FP16 (GPU)", fp16_cl, f"{model}/torch/fp16"),
+            (
+                f"{model}: FP16 channels_last + compile (CUDA graphs) vs eager (GPU)",
+                f"{fp16_cl}+compile-reduce-overhead",
+                fp16_cl,
+            ),
+        ]
+    return pairs
+
+
+def ratios(results: list[dict[str, Any]], batches: list[int]) -> list[dict[str, Any]]:
+    """Speed-ups from the same run: time of the reference / time of the subject (> 1: the subject is faster).
+
+    Only comparisons with at least one batch size where both cases ran are kept.
+    """
     out = []
-    for label, subject, reference in pairs:
-        entry: dict[str, Any] = {"label": label, "subject": subject, "reference": reference, "speedup": {}}
+    for label, subject, reference in ratio_pairs():
+        speedup = {}
         for b in batches:
             s, r = _row(results, subject, b), _row(results, reference, b)
-            entry["speedup"][str(b)] = None if s is None or r is None else r["p50_ms"] / s["p50_ms"]
-        out.append(entry)
+            speedup[str(b)] = None if s is None or r is None else r["p50_ms"] / s["p50_ms"]
+        if any(v is not None for v in speedup.values()):
+            out.append({"label": label, "subject": subject, "reference": reference, "speedup": speedup})
     return out
 
 
@@ -199,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         plan = TimingPlan(warmup=args.warmup, iters=None, duration=args.duration, repeats=args.repeats, min_iters=args.min_iters)
     import torch
 
+    if gpu and not torch.cuda.is_available():
+        print(f"--device {args.device}: no CUDA device visible to PyTorch here; the GPU suite needs one", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     t_start = time.time()
     before = load_snapshot(top=8)

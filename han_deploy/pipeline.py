@@ -10,6 +10,7 @@ there fails with "stage X not available yet", and the stages that need its resul
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -49,7 +50,7 @@ class Sizes:
 
 # --quick: seconds to a minute (tests); default: about 10 minutes on 2 cores (measured numbers in docs/pipeline.md)
 QUICK = Sizes(12, 3, (2, 3), 1, 16, 16, (1, 4), 0.2, 2, 2)
-DEFAULT = Sizes(120, 4, (3, 6), 12, 32, 128, (1, 8, 32), 2.0, 6, 6)
+DEFAULT = Sizes(120, 4, (3, 6), 12, 32, 128, (1, 8, 32), 1.0, 6, 6)
 
 
 class StageUnavailable(RuntimeError):
@@ -76,7 +77,7 @@ class Stage:
     name: str
     title: str
     needs: tuple[str, ...]
-    run: Callable[[Demo], list[str]]
+    run: Callable[[], list[str]]
 
 
 @dataclass
@@ -247,7 +248,7 @@ class Demo:
         feats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         lines = []
         for name, path in self.results["onnx"].items():
-            with extractor_cls(path, batch_size=64) as ex:
+            with extractor_cls(path, batch_size=64, threads=self.s.threads) as ex:
                 q, g = ex.embed(q_paths, errors="collect"), ex.embed(g_paths, errors="collect")
             for res in (q, g):
                 for err in res.errors:
@@ -273,7 +274,8 @@ class Demo:
         opts = run_options(threads=self.s.threads)
         workdir = self.s.out / "bench"
         todo = module_cases(VARIANT, model, model_info(model, VARIANT), ["torch"], ["fp32"], workdir, opts)
-        todo += [artifact_case(Path(p), opts) for p in self.results["onnx"].values()]
+        # label the ONNX cases with the precision this pipeline exported them at (the case itself says "from artifact")
+        todo += [dataclasses.replace(artifact_case(Path(p), opts), precision=name) for name, p in self.results["onnx"].items()]
         plan = timing_plan(warmup=2, iters=None, duration=z.bench_seconds, repeats=3)
         results = measure_cases(todo, z.bench_batches, plan, log=lambda msg: print(f"      {msg}", flush=True))
         plot = plot_latency_throughput(results, self.s.out / "plots" / "latency.png", title=f"{VARIANT} on this CPU")
@@ -313,15 +315,15 @@ class Demo:
     # ----------------------------------------------------------------- driver
     def stages(self) -> list[Stage]:
         return [
-            Stage("data", "dataset", (), Demo.stage_data),
-            Stage("baseline", "colour-histogram baseline", ("splits",), Demo.stage_baseline),
-            Stage("untrained", "untrained HAN-small", ("splits",), Demo.stage_untrained),
-            Stage("train", "training HAN-small", ("splits",), Demo.stage_train),
-            Stage("evaluate", "evaluation of the trained model", ("model",), Demo.stage_evaluate),
-            Stage("export", "FP32 + INT8 ONNX export with parity gate", ("checkpoint",), Demo.stage_export),
-            Stage("runtime", "torch-free extraction + evaluation of the ONNX files", ("onnx",), Demo.stage_runtime),
-            Stage("bench", "latency benchmark", ("onnx",), Demo.stage_bench),
-            Stage("pictures", "attention and ranking pictures", ("model",), Demo.stage_pictures),
+            Stage("data", "dataset", (), self.stage_data),
+            Stage("baseline", "colour-histogram baseline", ("splits",), self.stage_baseline),
+            Stage("untrained", "untrained HAN-small", ("splits",), self.stage_untrained),
+            Stage("train", "training HAN-small", ("splits",), self.stage_train),
+            Stage("evaluate", "evaluation of the trained model", ("model",), self.stage_evaluate),
+            Stage("export", "FP32 + INT8 ONNX export with parity gate", ("checkpoint",), self.stage_export),
+            Stage("runtime", "torch-free extraction + evaluation of the ONNX files", ("onnx",), self.stage_runtime),
+            Stage("bench", "latency benchmark", ("onnx",), self.stage_bench),
+            Stage("pictures", "attention and ranking pictures", ("model",), self.stage_pictures),
         ]
 
     def run(self) -> int:
@@ -336,7 +338,7 @@ class Demo:
                 outcome = Outcome(stage.name, stage.title, "skipped", 0.0, [f"needs {', '.join(missing)} from an earlier stage"])
             else:
                 try:
-                    outcome = Outcome(stage.name, stage.title, "ok", 0.0, stage.run(self))
+                    outcome = Outcome(stage.name, stage.title, "ok", 0.0, stage.run())
                 except StageUnavailable as exc:
                     outcome = Outcome(
                         stage.name, stage.title, "unavailable", 0.0, [f"stage {stage.name} not available yet: {exc}"]

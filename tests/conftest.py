@@ -1,13 +1,14 @@
-"""Shared fixtures: small deterministic inputs and models."""
+"""Shared fixtures: small deterministic inputs. Torch is imported lazily so torch-free tests run without it."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-torch = pytest.importorskip("torch")
+import pytest
 
 
 @pytest.fixture
-def images() -> torch.Tensor:
+def images() -> Any:
+    torch = pytest.importorskip("torch")
     g = torch.Generator().manual_seed(0)
     return torch.randn(4, 3, 160, 64, generator=g)

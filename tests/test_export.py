@@ -19,6 +19,8 @@ from han_deploy.export.cli import build_parser, main  # noqa: E402
 from han_deploy.export.exporter import ExportOptions, run_export  # noqa: E402
 from han_deploy.model import create_model, model_config, save_checkpoint  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore:no --checkpoint")
+
 ONNX_FILES = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-cpu.onnx")
 
 
@@ -93,8 +95,8 @@ def test_int8_models_have_symmetric_qdq_and_per_channel_weights(exported: tuple[
         assert s["quantize_linear"] > 20 and s["dequantize_linear"] > 20
         assert s["nonzero_zero_points"] == []
         assert s["per_channel_weights"] >= 30 and s["per_tensor_weights"] == 0
-    assert trt["zero_point_types"] == ["int32", "int8"]  # int32: biases; no uint8 anywhere
-    assert "uint8" in cpu["zero_point_types"]
+    assert trt["zero_point_types"] == ["int8"]  # signed only; biases stay float for TensorRT
+    assert cpu["zero_point_types"] == ["int32", "int8", "uint8"]  # int32: quantized biases
 
 
 def test_cpu_int8_uses_uint8_exactly_for_non_negative_tensors(exported: tuple[Path, dict]) -> None:
@@ -315,3 +317,15 @@ def test_failed_gate_exits_nonzero_names_the_artifact_and_leaves_nothing(
     code, err = _run_cli(["--precision", "fp32", "--output", str(tmp_path / "out")], capsys)
     assert code == 1 and "model.onnx: mean cosine" in err and "< 1.5" in err
     assert _no_files(tmp_path / "out")
+
+
+def test_fp16_io_variant_takes_and_returns_float16(exported: tuple[Path, dict], tmp_path: Path) -> None:
+    from han_deploy.export.fp16 import convert_fp16
+
+    out, _ = exported
+    half = convert_fp16(out / "model.onnx", tmp_path / "half-io.onnx", keep_io_types=False)
+    sess = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].type == "tensor(float16)" and sess.get_outputs()[0].type == "tensor(float16)"
+    x = np.random.default_rng(1).standard_normal((7, 3, 160, 64), dtype=np.float32)
+    ref = parity.ort_infer(out / "model.onnx")(x)
+    assert parity.cosine_rows(parity.ort_infer(half)(x), ref).min() > 0.999

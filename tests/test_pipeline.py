@@ -23,23 +23,23 @@ class ScriptedDemo(Demo):
     """The real driver and report writer, with stages that exercise each outcome."""
 
     def stages(self) -> list[Stage]:
-        def produce(demo: Demo) -> list[str]:
-            demo.results["thing"] = 1
-            demo.metrics["made up for the driver test"] = {"R1": 0.5, "R5": 0.6, "R10": 0.7, "mAP": 0.4, "mINP": 0.3}
+        def produce() -> list[str]:
+            self.results["thing"] = 1
+            self.metrics["made up for the driver test"] = {"R1": 0.5, "R5": 0.6, "R10": 0.7, "mAP": 0.4, "mINP": 0.3}
             return ["made a thing"]
 
-        def unavailable(demo: Demo) -> list[str]:
+        def unavailable() -> list[str]:
             require("han_deploy.model", "no_such_api")
             return []
 
-        def crash(demo: Demo) -> list[str]:
+        def crash() -> list[str]:
             raise RuntimeError("boom")
 
         return [
             Stage("first", "produces", (), produce),
             Stage("second", "missing API", (), unavailable),
-            Stage("third", "needs second", ("from_second",), lambda d: ["never"]),
-            Stage("fourth", "needs first", ("thing",), lambda d: [f"got {d.results['thing']}"]),
+            Stage("third", "needs second", ("from_second",), lambda: ["never"]),
+            Stage("fourth", "needs first", ("thing",), lambda: [f"got {self.results['thing']}"]),
             Stage("fifth", "crashes", (), crash),
         ]
 

@@ -243,6 +243,15 @@ def test_cuhk03_errors(tmp_path: Path):
     scipy.io.savemat(tmp_path / "cuhk03_new_protocol_config_labeled.mat", {"labels": np.array([[1]])})
     with pytest.raises(ValueError, match="filelist"):
         build_dataset("cuhk03", tmp_path)
+    fields = dict.fromkeys(("train_idx", "query_idx", "gallery_idx"), np.array([[1]]))
+    bad_cam = {"filelist": np.array(["a.png"], dtype=object), "labels": np.array([[1]]), "camId": np.array([[0]]), **fields}
+    scipy.io.savemat(tmp_path / "cuhk03_new_protocol_config_labeled.mat", bad_cam)
+    with pytest.raises(ValueError, match="camId"):
+        build_dataset("cuhk03", tmp_path)
+    bad_idx = {**bad_cam, "camId": np.array([[1]]), "gallery_idx": np.array([[2]])}
+    scipy.io.savemat(tmp_path / "cuhk03_new_protocol_config_labeled.mat", bad_idx)
+    with pytest.raises(ValueError, match="gallery_idx"):
+        build_dataset("cuhk03", tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- MSMT17

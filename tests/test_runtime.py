@@ -87,6 +87,18 @@ def test_runtime_matches_pytorch_on_the_same_files(model_and_onnx, image_files) 
         assert np.abs(got - other).max() > 1e-3, f"parity test could not tell {wrong} apart"
 
 
+REAL_CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cuhk03-pair1" / "test"
+
+
+@pytest.mark.skipif(not REAL_CROPS.is_dir(), reason="real CUHK03 crops not available (../shared/data/cuhk03-pair1)")
+def test_runtime_matches_pytorch_on_real_crops(model_and_onnx) -> None:  # noqa: ANN001
+    model, onnx_path = model_and_onnx
+    files = sorted(REAL_CROPS.glob("*.jpg"))[:: max(1, len(list(REAL_CROPS.glob("*.jpg"))) // 8)][:8]
+    ref = torch_embed(model, [read_image(p) for p in files])
+    with Extractor(onnx_path) as ex:
+        assert np.abs(ex.embed(files) - ref).max() < 1e-4
+
+
 def test_torch_checkpoint_backend_gives_the_same_embeddings(model_and_onnx, image_files, tmp_path: Path) -> None:  # noqa: ANN001
     model, onnx_path = model_and_onnx
     ckpt = save_checkpoint(tmp_path / "m.safetensors", model)

@@ -112,6 +112,31 @@ def test_extract_accounts_for_every_input(onnx_model: Path, dataset: dict[str, P
     assert not parts_dir(out).exists() and not list(tmp_path.glob("*.tmp"))
 
 
+def test_mot_sequence_folder(onnx_model: Path, tmp_path: Path) -> None:
+    seq = tmp_path / "MOT-01"
+    (seq / "img1").mkdir(parents=True)
+    (seq / "det").mkdir()
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (120, 100, 3), dtype=np.uint8) for _ in range(2)]
+    for i, f in enumerate(frames, 1):
+        cv2.imwrite(str(seq / "img1" / f"{i:06d}.png"), f)
+    (seq / "det" / "det.txt").write_text("1,-1,10,10,30,60,0.9\n2,-1,5,5,40,80,0.8\n1,-1,50,20,30,70,0.7\n3,-1,5,5,10,10,0.5\n")
+    out = tmp_path / "seq.npz"
+    summary = extract(onnx_model, [str(seq)], out, progress=False)
+    z = load(out)
+    assert summary["rows"] == 4 and z["sources"].tolist() == [
+        f"{seq}:1:10,10,40,70",
+        f"{seq}:1:50,20,80,90",
+        f"{seq}:2:5,5,45,85",
+    ]
+    with Extractor(onnx_model) as ex:
+        ref = np.concatenate(
+            [ex.embed_crops(frames[0], [[10, 10, 40, 70], [50, 20, 80, 90]]), ex.embed_crops(frames[1], [[5, 5, 45, 85]])]
+        )
+    assert np.abs(z["embeddings"] - ref).max() < 1e-5
+    assert [e["row"] for e in errors_of(out)] == [3] and "no such file" in errors_of(out)[0]["reason"]
+
+
 def test_interrupted_run_resumes_without_loss_or_duplicates(onnx_model: Path, dataset: dict[str, Path], tmp_path: Path) -> None:
     args = dict(detections=[str(dataset["det"])], batch_size=3, shard_rows=5, progress=False)
     full = tmp_path / "full.npz"

@@ -17,6 +17,7 @@ from han_deploy.model import create_model, load_checkpoint, read_checkpoint_head
 from han_deploy.train import ImageReadError, TrainConfig, Trainer, extract_embeddings, han_losses, read_image
 from han_deploy.train.cli import main as train_main
 from han_deploy.train.state import load_state
+from han_deploy.train.trainer import relabel_subset
 
 FAST = {"variant": "small", "batch_size": 16, "threads": 1}
 
@@ -32,7 +33,9 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_cli_writes_log_curves_checkpoints_and_state(cli_run: Path) -> None:
+def test_cli_writes_log_curves_checkpoints_and_state(
+    cli_run: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     entries = [json.loads(line) for line in (cli_run / "train_log.jsonl").read_text().splitlines()]
     assert len(entries) == 1
     e = entries[0]
@@ -46,6 +49,8 @@ def test_cli_writes_log_curves_checkpoints_and_state(cli_run: Path) -> None:
     assert cfg.variant == "small" and cfg.num_classes == 8
     assert meta["epoch"] == 1 and meta["dataset"] == "market_layout" and meta["num_classes"] == 8
     assert meta["command"].startswith("han-train --data") and meta["metrics"]["mAP"] == e["eval"]["mAP"]
+    argv = ["--data", str(tiny_dataset(tmp_path_factory)), "--dataset", "market_layout", "--output", str(cli_run)]
+    assert train_main(argv) == 2 and "already holds a run" in capsys.readouterr().err  # never clobbers a run
     model, _ = load_checkpoint(cli_run / "best.safetensors")
     assert model.num_classes == 8
     state = load_state(cli_run / "last.state.pt")  # torch.load(weights_only=True) inside
@@ -75,7 +80,7 @@ def test_loss_falls_when_overfitting_one_small_batch(tmp_path_factory: pytest.Te
 
 
 def test_resume_continues_exactly(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    splits = tiny_splits(tmp_path_factory)
+    splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)  # 2 batches of 16 per epoch
     common = dict(FAST, epochs=2, milestones=(1,), random_erasing=0.5, seed=7, dataset="tiny")
     straight = Trainer(TrainConfig(output=str(tmp_path / "a"), **common), splits).fit()
     Trainer(TrainConfig(output=str(tmp_path / "b"), **common), splits).fit(stop_after=1)  # "killed" after epoch 1
@@ -89,6 +94,8 @@ def test_resume_continues_exactly(tmp_path: Path, tmp_path_factory: pytest.TempP
     log_b = (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(x)["loss"] for x in log_a] == [json.loads(x)["loss"] for x in log_b]
     assert [json.loads(x)["lr"] for x in log_b] == pytest.approx([3e-2, 3e-3])
+    invocations = json.loads((tmp_path / "b" / "config.json").read_text())["invocations"]
+    assert [i["start_epoch"] for i in invocations] == [1, 2]
 
 
 def test_resume_without_state_names_the_missing_file(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _encode(image: np.ndarray) -> bytes:
 
 
 def _parse(path: Path):  # -> model_config_pb2.ModelConfig
-    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] is not installed")
     from google.protobuf import text_format
 
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
@@ -65,6 +66,7 @@ def _parse(path: Path):  # -> model_config_pb2.ModelConfig
 
 
 def test_generated_configs_parse_and_state_the_artifacts(onnx_path: Path, tmp_path: Path) -> None:
+    mc = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] is not installed")
     int8 = tmp_path / "han_int8.onnx"
     shutil.copy(onnx_path, int8)
     int8_cpu = tmp_path / "han_int8_cpu.onnx"
@@ -88,27 +90,36 @@ def test_generated_configs_parse_and_state_the_artifacts(onnx_path: Path, tmp_pa
         sys_path=["/opt/han"],
     )
     import onnx
-    from tritonclient.grpc import model_config_pb2 as mc
 
     meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
     cfg, contract = read_contract(meta)
     h, w = cfg.preprocess.input_size
     models = {p.parent.name: _parse(p) for p in sorted(repo.glob("*/config.pbtxt"))}
     assert sorted(models) == [
+        "han_ensemble_python",
+        "han_ensemble_trt_fp16",
         "han_jpeg",
         "han_onnx_fp32",
         "han_onnx_int8_cpu",
         "han_onnx_int8_tensorrt",
+        "han_preprocess",
         "han_python",
         "han_trt_fp16",
     ]
+    encoded_in = {"han_jpeg", "han_preprocess", "han_ensemble_python", "han_ensemble_trt_fp16"}
     for name, m in models.items():
         assert m.name == name
-        assert m.output[0].name == OUTPUT_NAME and m.output[0].data_type == mc.TYPE_FP32
-        assert list(m.output[0].dims) == [cfg.embedding_dim]  # no batch axis: Triton adds it
         assert json.loads(m.parameters[METADATA_KEY].string_value) == contract
-        assert m.dynamic_batching.max_queue_delay_microseconds == 1500
-        if name != "han_jpeg":
+        if name == "han_preprocess":  # bytes in, the network input out
+            assert [(o.name, list(o.dims)) for o in m.output] == [(INPUT_NAME, [3, h, w]), ("valid", [1])]
+        else:
+            assert m.output[0].name == OUTPUT_NAME and m.output[0].data_type == mc.TYPE_FP32
+            assert list(m.output[0].dims) == [cfg.embedding_dim]  # no batch axis: Triton adds it
+        if not name.startswith("han_ensemble"):  # an ensemble's steps batch, not the ensemble
+            assert m.dynamic_batching.max_queue_delay_microseconds == 1500
+        if name in encoded_in:
+            assert m.input[0].name == "encoded" and m.input[0].data_type == mc.TYPE_STRING and list(m.input[0].dims) == [1]
+        else:
             assert m.input[0].name == INPUT_NAME and list(m.input[0].dims) == [3, h, w]
             assert m.input[0].data_type == mc.TYPE_FP32
     for name in ("han_onnx_fp32", "han_onnx_int8_tensorrt"):
@@ -126,15 +137,23 @@ def test_generated_configs_parse_and_state_the_artifacts(onnx_path: Path, tmp_pa
     assert trt.platform == "tensorrt_plan" and trt.max_batch_size == 64  # the engine profile's max
     assert list(trt.dynamic_batching.preferred_batch_size) == [4, 8, 16, 64]
     assert (repo / "han_trt_fp16" / "1" / "model.plan").read_bytes() == b"serialized engine bytes"
-    for name in ("han_python", "han_jpeg"):
+    for name in ("han_python", "han_jpeg", "han_preprocess"):
         m = models[name]
         assert m.backend == "python" and m.max_batch_size == 32
         assert m.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
         assert m.parameters["sys_path"].string_value == "/opt/han"
-        assert (repo / name / "1" / "model.py").is_file() and (repo / name / "1" / "model.onnx").is_file()
-    jpeg = models["han_jpeg"]
-    assert jpeg.input[0].data_type == mc.TYPE_STRING and list(jpeg.input[0].dims) == [1]
-    assert [(o.name, o.data_type) for o in jpeg.output] == [(OUTPUT_NAME, mc.TYPE_FP32), ("valid", mc.TYPE_BOOL)]
+        assert (repo / name / "1" / "model.py").is_file()
+        assert (repo / name / "1" / "model.onnx").is_file() == (name != "han_preprocess")
+    for name in ("han_jpeg", "han_ensemble_python", "han_ensemble_trt_fp16"):
+        assert [(o.name, o.data_type) for o in models[name].output] == [(OUTPUT_NAME, mc.TYPE_FP32), ("valid", mc.TYPE_BOOL)]
+    for name, target in (("han_ensemble_python", "han_python"), ("han_ensemble_trt_fp16", "han_trt_fp16")):
+        m = models[name]
+        assert m.platform == "ensemble" and m.max_batch_size == 32  # min(preprocess 32, target 32 or 64)
+        steps = m.ensemble_scheduling.step
+        assert [s.model_name for s in steps] == ["han_preprocess", target]
+        assert dict(steps[0].output_map) == {INPUT_NAME: INPUT_NAME, "valid": "valid"}
+        assert dict(steps[1].input_map) == {INPUT_NAME: INPUT_NAME} and dict(steps[1].output_map) == {OUTPUT_NAME: OUTPUT_NAME}
+        assert (repo / name / "1").is_dir()
     listing = json.loads((repo / "repository.json").read_text())
     import hashlib
 
@@ -163,6 +182,36 @@ def test_generator_refuses_what_it_cannot_describe(onnx_path: Path, tmp_path: Pa
     assert (tmp_path / "e" / "keep.txt").read_text() == "user data"
 
 
+def test_han_serve_repo_command(onnx_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from han_deploy.serve.cli import main
+
+    engine = tmp_path / "m.plan"
+    engine.write_bytes(b"x")
+    argv = ["repo", str(tmp_path / "r"), str(onnx_path), f"{engine}:int8:16", "--no-jpeg", "--max-batch-size", "8"]
+    assert main([*argv, "--preferred-batch-sizes", "2,4", "--sys-path", "", "--python-spinning", "0"]) == 0
+    assert "han_preprocess, han_python, han_trt_int8" in capsys.readouterr().out
+    trt = _parse(tmp_path / "r" / "han_trt_int8" / "config.pbtxt")
+    assert trt.max_batch_size == 16 and list(trt.dynamic_batching.preferred_batch_size) == [2, 4]
+    py = _parse(tmp_path / "r" / "han_python" / "config.pbtxt")
+    assert py.max_batch_size == 8 and py.parameters["sys_path"].string_value == ""
+    assert py.parameters["spinning"].string_value == "0"
+    assert not (tmp_path / "r" / "han_jpeg").exists()
+    with pytest.raises(SystemExit):
+        main(["repo", str(tmp_path / "s"), f"{engine}:fp64"])
+
+
+def test_committed_example_repository_parses() -> None:
+    example = Path(__file__).resolve().parents[1] / "export" / "triton" / "example"
+    configs = sorted(example.glob("*/config.pbtxt"))
+    assert len(configs) == 10
+    for path in configs:
+        m = _parse(path)
+        assert m.name == path.parent.name and m.max_batch_size == 32
+        assert [list(o.dims) for o in m.output][:1] in ([[1024]], [[3, 160, 64]])
+        contract = json.loads(m.parameters[METADATA_KEY].string_value)
+        assert contract["model"]["variant"] == "small" and contract["embedding_dim"] == 1024
+
+
 def _meta(path: Path) -> dict[str, str]:
     import onnx
 
@@ -171,7 +220,7 @@ def _meta(path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("text", ["plain", 'quote " and back\\slash', "new\nline", "caf\u00e9 \u4eba", '{"k": [1, 2]}'])
 def test_pbtxt_strings_round_trip(text: str) -> None:
-    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] is not installed")
     from google.protobuf import text_format
 
     pbtxt = to_pbtxt({"name": "m", "parameters": [{"key": "k", "value": {"string_value": text}}]})
@@ -202,6 +251,25 @@ def test_batch_handler_isolates_bad_requests(onnx_path: Path, crops: list[np.nda
     np.testing.assert_allclose(res.embeddings[[0, 2]], local, atol=EMB_TOL)
     assert not res.embeddings[[1, 3]].any()
 
+    pre_only = BatchHandler(None, input_kind="preprocess", contract=_meta(onnx_path)[METADATA_KEY])
+    (res,) = pre_only.run([req])
+    assert res.embeddings is None and res.valid.ravel().tolist() == [True, False, True, False]
+    import cv2
+
+    decoded = [cv2.imdecode(np.frombuffer(g, np.uint8), cv2.IMREAD_COLOR) for g in good[:2]]
+    np.testing.assert_array_equal(res.images[[0, 2]], preprocess(decoded, backend.config.preprocess))
+
+
+def test_missing_stub_env_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from han_deploy.serve import stub_env
+
+    monkeypatch.setenv(stub_env.ENV_VARIABLE, str(tmp_path / "nowhere"))
+    monkeypatch.setattr(stub_env, "numpy_major", lambda: 2)
+    with pytest.raises(RuntimeError, match="python -m han_deploy.serve prepare"):
+        stub_env.stub_bin_dir()
+    monkeypatch.setattr(stub_env, "numpy_major", lambda: 1)  # NumPy 1.x: this interpreter's own bin is fine
+    assert stub_env.stub_bin_dir() == Path(sys.executable).parent
+
 
 # ---------------------------------------------------------------- the bundled Triton server
 
@@ -226,7 +294,8 @@ def served(onnx_path: Path, tmp_path_factory: pytest.TempPathFactory):
         max_queue_delay_us=50_000,  # long enough for 8 threads' requests to meet on this 2-core machine
         python_threads=2,
     )
-    server = TritonServer(repo, models=["han_python", "han_jpeg"], startup_timeout_s=120)
+    models = ["han_python", "han_jpeg", "han_preprocess", "han_ensemble_python"]
+    server = TritonServer(repo, models=models, startup_timeout_s=120)
     try:
         server.start()
         yield server
@@ -308,12 +377,13 @@ def test_client_has_the_extractor_contract(served, onnx_path: Path, crops: list[
     assert [e.index for e in got.errors] == [12]
 
 
-def test_encoded_images_are_decoded_on_the_server(served, onnx_path: Path, crops: list[np.ndarray]) -> None:
+@pytest.mark.parametrize("model", ["han_jpeg", "han_ensemble_python"])
+def test_encoded_images_are_decoded_on_the_server(served, onnx_path: Path, crops: list[np.ndarray], model: str) -> None:
     from han_deploy.serve.client import TritonEncodedExtractor
 
     blobs = [_encode(c) for c in crops[:4]]
     items = [blobs[0], b"\x00garbage", blobs[1], blobs[2], blobs[3]]
-    remote = TritonEncodedExtractor(served.http_url, "han_jpeg")
+    remote = TritonEncodedExtractor(served.http_url, model)
     try:
         got = remote.embed(items, errors="collect")
     finally:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-# (table, row label, han-eval JSON written by the commands in README.md)
+# (table, row label, source): a han-eval JSON written by the commands in README.md, or "log:RUN" for the last
+# evaluation in RUN's train_log.jsonl; "A|B" takes the first that exists
 ROWS = [
     ("synthetic (han-synth --ids 100 --cameras 6 --seed 0), query -> gallery", "colour histogram", "synth100_histogram.json"),
     (
@@ -23,11 +24,11 @@ ROWS = [
     (
         "synthetic (han-synth --ids 100 --cameras 6 --seed 0), query -> gallery",
         "HAN-small, trained",
-        "synth100_trained_small.json",
+        "synth100_trained_small.json|log:runs/synth-small",
     ),
     ("real CUHK03 pair 1 (README protocol: mean of a->b and b->a)", "colour histogram", "cuhk03_pair_histogram.json"),
     ("real CUHK03 pair 1 (README protocol: mean of a->b and b->a)", "HAN-small, untrained", "cuhk03_pair_untrained_small.json"),
-    ("real CUHK03 pair 1 (README protocol: mean of a->b and b->a)", "HAN-small, trained", "cuhk03_pair_trained_small.json"),
+    ("real CUHK03 pair 1 (README protocol: mean of a->b and b->a)", "HAN-small, trained", "log:runs/cuhk03-small"),
 ]
 # (run folder under ROOT, name of its copies here)
 RUNS = [("runs/synth-small", "synth100_small"), ("runs/cuhk03-small", "cuhk03_pair_small")]
@@ -38,17 +39,30 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _results(name: str) -> dict | None:
+    """The ``results`` of a han-eval JSON, or of the last evaluated epoch of a run's train_log.jsonl."""
+    if "|" in name:
+        return next((r for r in map(_results, name.split("|")) if r is not None), None)
+    if name.startswith("log:"):
+        log = ROOT / name[4:] / "train_log.jsonl"
+        if not log.exists():
+            return None
+        evaluated = [e for e in map(json.loads, log.read_text().splitlines()) if "eval_all" in e]
+        return evaluated[-1]["eval_all"] if evaluated else None
+    path = HERE / name
+    return json.loads(path.read_text())["results"] if path.exists() else None
+
+
 def metric_tables() -> str:
     out: list[str] = []
     current = None
     for table, label, name in ROWS:
-        path = HERE / name
-        if not path.exists():
+        res = _results(name)
+        if res is None:
             continue
         if table != current:
             current = table
             out += ["", f"**{table}**", "", "| features | " + " | ".join(METRICS) + " | re-ranked R1 / mAP |", "|---" * 7 + "|"]
-        res = json.loads(path.read_text())["results"]
         key = "mean" if "mean" in res else "q2g"
         rr = res.get(key + "+rerank")
         rerank = f"{_pct(rr['R1'])} / {_pct(rr['mAP'])}" if rr else "-"

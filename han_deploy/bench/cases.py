@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import HANConfig
 from .measure import Case
-from .models import ModelInfo, engine_info, export_fp16, export_fp32, export_int8, onnx_contract, onnx_info
+from .models import ModelInfo, engine_info, export_fp16, export_fp32, export_int8, info_from_contract, onnx_contract
 from .runners import BACKENDS, PRECISIONS, BackendRunner, ForeignOnnxRunner, Runner, Skipped, TorchRunner
 
 TENSORRT_FROM_MODEL = (
@@ -104,17 +104,13 @@ def artifact_case(path: Path, opts: RunOptions) -> Case:
     from ..runtime.backends import ENGINE_SUFFIXES
 
     if path.suffix.lower() in ENGINE_SUFFIXES:
-        return Case(
-            f"{path.name}/tensorrt",
-            engine_info(path),
-            "tensorrt",
-            "from artifact",
-            lambda: BackendRunner(path, path.name, opts.device),
-        )
-    contract, cfg = onnx_contract(path)
-    info = onnx_info(path)
+        info, precision = engine_info(path)
+        build = lambda: BackendRunner(path, path.name, opts.device, precision=precision)  # noqa: E731
+        return Case(f"{path.name}/tensorrt", info, "tensorrt", precision, build)
+    contract, cfg, precision = onnx_contract(path)
+    info = info_from_contract(path, contract, cfg)
     if cfg is None:
         build = lambda: ForeignOnnxRunner(path, path.name, opts.threads, opts.spinning)  # noqa: E731
     else:
-        build = lambda: BackendRunner(path, path.name, opts.device, opts.threads, spinning=opts.spinning)  # noqa: E731
-    return Case(f"{path.name}/onnxruntime", info, "onnxruntime", "from artifact", build)
+        build = lambda: BackendRunner(path, path.name, opts.device, opts.threads, spinning=opts.spinning, precision=precision)  # noqa: E731
+    return Case(f"{path.name}/onnxruntime", info, "onnxruntime", precision, build)

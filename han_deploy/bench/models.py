@@ -70,39 +70,21 @@ def create_han(variant: str, **overrides: Any) -> Any:
     return create_model(variant, **overrides).eval()
 
 
-def onnx_contract(path: str | Path) -> tuple[dict[str, Any] | None, HANConfig | None]:
-    """The han-deploy contract of an ONNX file (None without one) and its HAN config (None for another network)."""
+def onnx_contract(path: str | Path) -> tuple[dict[str, Any] | None, HANConfig | None, str]:
+    """An ONNX file's han-deploy contract (None without one), its HAN config (None for another network) and
+    the precision its metadata declares (``unspecified`` when it declares none)."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
+    precision = meta.get("precision", "unspecified")
     if METADATA_KEY not in meta:
-        return None, None
+        return None, None, precision
     contract = json.loads(meta[METADATA_KEY])
     try:
-        return contract, HANConfig.from_dict(contract.get("model", {}))
+        return contract, HANConfig.from_dict(contract.get("model", {})), precision
     except (TypeError, ValueError):  # a comparator or another network: no HAN to rebuild
-        return contract, None
-
-
-def contract_info(name: str, contract: dict[str, Any], cfg: HANConfig | None) -> ModelInfo | None:
-    """FLOPs/params recorded in a contract (ONNX metadata or engine manifest), None when it records no FLOPs."""
-    if "flops" not in contract:
-        return None
-    size = (
-        tuple(cfg.preprocess.input_size)
-        if cfg
-        else tuple(contract.get("model", {}).get("preprocess", {}).get("input_size", (0, 0)))
-    )
-    params = contract.get("params")
-    return _info(
-        name,
-        size,
-        int(contract["flops"]) // 2,
-        None if params is None else int(params),
-        han_budget(cfg) if cfg else None,
-        "contract metadata",
-    )
+        return contract, None, precision
 
 
 def han_name(cfg: HANConfig) -> str:
@@ -110,33 +92,40 @@ def han_name(cfg: HANConfig) -> str:
 
 
 def info_from_contract(path: Path, contract: dict[str, Any] | None, cfg: HANConfig | None) -> ModelInfo:
-    """FLOPs/params of an artifact: recorded in its contract when there, else its HAN rebuilt and counted."""
+    """FLOPs/params of an artifact (ONNX metadata or engine manifest): recorded in its contract when there,
+    else counted on the HAN its config describes (rebuilt, random weights)."""
     if contract is None:
         return _info(path.stem, (0, 0), None, None, None, "unknown: no han-deploy contract")
-    name = han_name(cfg) if cfg else str(contract.get("model", {}).get("variant", path.stem))
-    recorded = contract_info(name, contract, cfg)
-    if recorded is not None:
-        return recorded
-    if cfg is None:
-        return _info(name, (0, 0), None, None, None, "unknown: no flops in the contract")
+    model_dict = contract.get("model", {})
+    name = han_name(cfg) if cfg else str(model_dict.get("variant", path.stem))
+    size = tuple(cfg.preprocess.input_size) if cfg else tuple(model_dict.get("preprocess", {}).get("input_size", (0, 0)))
+    budget = han_budget(cfg) if cfg else None
+    params = contract.get("params")
+    if cfg is None or ("flops" in contract and params is not None):
+        macs = int(contract["flops"]) // 2 if "flops" in contract else None
+        source = "contract metadata" if macs is not None else "unknown: no flops in the contract"
+        return _info(name, size, macs, None if params is None else int(params), budget, source)
     from ..model import HAN
 
-    return model_info(HAN(cfg).eval(), name)
+    model = HAN(cfg).eval()
+    if "flops" in contract:  # FLOPs recorded, parameters not: count those only
+        return _info(name, size, int(contract["flops"]) // 2, count_params(model), budget, "contract metadata")
+    return model_info(model, name)
 
 
-def onnx_info(path: str | Path) -> ModelInfo:
-    return info_from_contract(Path(path), *onnx_contract(path))
-
-
-def engine_info(path: Path) -> ModelInfo:
-    """FLOPs/params of a TensorRT engine from the contract in the manifest next to it."""
+def engine_info(path: Path) -> tuple[ModelInfo, str]:
+    """FLOPs/params of a TensorRT engine from the contract in the manifest next to it, and the engine's precision
+    (its entry in the manifest's ``engines``/``artifacts``; ``unspecified`` when not listed)."""
     from ..runtime.backends import ModelFileError, read_manifest_contract
 
     try:
-        cfg, contract, _ = read_manifest_contract(path)
+        cfg, contract, manifest = read_manifest_contract(path)
     except ModelFileError:
-        return info_from_contract(path, None, None)
-    return info_from_contract(path, contract, cfg)
+        return info_from_contract(path, None, None), "unspecified"
+    data = json.loads(manifest.read_text())
+    entries = [e for key in ("engines", "artifacts") for e in data.get(key, []) if isinstance(e, dict)]
+    precision = next((str(e["precision"]) for e in entries if e.get("file") == path.name and "precision" in e), "unspecified")
+    return info_from_contract(path, contract, cfg), precision
 
 
 def export_fp32(model: Any, path: Path, info: ModelInfo | None = None) -> Path:

@@ -35,9 +35,10 @@ def _best_rate(fn: Callable[[], Any], flops: float, warmup: int, repeats: int) -
     }
 
 
-def _ort_matmul_session(size: int, threads: int, integer: bool) -> Any:
-    import onnxruntime as ort
+def _ort_matmul_session(size: int, threads: int | None, integer: bool) -> Any:
     from onnx import TensorProto, helper
+
+    from .runners import cpu_session
 
     if integer:
         a = helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size])
@@ -52,11 +53,7 @@ def _ort_matmul_session(size: int, threads: int, integer: bool) -> Any:
     graph = helper.make_graph([node], "gemm_peak", [a, b], [y])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = min(proto.ir_version, 9)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return cpu_session(proto.SerializeToString(), threads)
 
 
 def measure_gemm_peaks(
@@ -97,7 +94,7 @@ def measure_gemm_peaks(
                     torch.set_num_threads(prev)
             elif lib in ("onnxruntime", "onnxruntime_u8s8"):
                 integer = lib.endswith("u8s8")
-                sess = _ort_matmul_session(size, threads or 0, integer)
+                sess = _ort_matmul_session(size, threads, integer)
                 feeds = (
                     {
                         "a": rng.integers(0, 255, (size, size), dtype=np.uint8),

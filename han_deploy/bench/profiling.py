@@ -57,25 +57,15 @@ def _shares(total: dict[str, float], count: dict[str, int], runs: int) -> list[d
 def profile_onnxruntime(
     path: str | os.PathLike[str], batch: int, runs: int = 10, warmup: int = 3, threads: int = 2
 ) -> dict[str, Any]:
-    """Run an ONNX model ``runs`` times with profiling (after ``warmup`` unprofiled runs) and aggregate per operator type.
+    """Profile ``runs`` calls of an ONNX model (the ``warmup`` calls before them are left out) per operator type.
 
     The session uses the benchmark's settings (``threads`` intra-op threads, no spinning, all graph optimisations),
     so the profile is of the graph that was timed.
     """
-    import onnxruntime as ort
-
-    def session(profile_prefix: str | None) -> Any:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if profile_prefix:
-            opts.enable_profiling = True
-            opts.profile_file_prefix = profile_prefix
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    from .runners import cpu_session
 
     with tempfile.TemporaryDirectory(prefix="han-prof-") as tmp:
-        sess = session(str(Path(tmp) / "ort"))
+        sess = cpu_session(str(path), threads, profile_prefix=str(Path(tmp) / "ort"))
         inp = sess.get_inputs()[0]
         h, w = inp.shape[2], inp.shape[3]
         x = np.random.default_rng(0).standard_normal((batch, 3, h, w), dtype=np.float32)

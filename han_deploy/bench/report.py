@@ -98,18 +98,20 @@ def write_json(doc: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _series(results: Sequence[dict[str, Any]]) -> list[tuple[str, list[int], list[float], list[float]]]:
+def _series(results: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], list[int], list[float], list[float]]]:
     out = []
     for res in results:
         ok = [b for b in res["batches"] if b.get("status") == "ok"]
         if res["status"] == "ok" and ok:
-            label = res["key"]
-            out.append((label, [b["batch"] for b in ok], [b["p50_ms"] for b in ok], [b["throughput_ips"] for b in ok]))
+            out.append((res, [b["batch"] for b in ok], [b["p50_ms"] for b in ok], [b["throughput_ips"] for b in ok]))
     return out
 
 
 def plot_latency_throughput(results: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> Path | None:
-    """Two panels against batch size (log axes): p50 latency per batch, throughput in images/s. None if nothing ran."""
+    """Two panels against batch size (log axes): p50 latency per batch, throughput in images/s. None if nothing ran.
+
+    One colour per model, one line style and marker per backend and precision.
+    """
     series = _series(results)
     if not series:
         return None
@@ -118,22 +120,29 @@ def plot_latency_throughput(results: Sequence[dict[str, Any]], path: str | os.Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    models = list(dict.fromkeys(res["model"]["name"] for res, *_ in series))
+    kinds = list(dict.fromkeys(res["key"].split("/", 1)[1] for res, *_ in series))
+    colours = plt.get_cmap("tab10")
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1)), "v"), ((0, (1, 1)), "P")]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for label, batches, p50, ips in series:
-        ax1.plot(batches, p50, marker="o", label=label)
-        ax2.plot(batches, ips, marker="o", label=label)
+    for res, batches, p50, ips in series:
+        colour = colours(models.index(res["model"]["name"]) % 10)
+        line, marker = styles[kinds.index(res["key"].split("/", 1)[1]) % len(styles)]
+        kw = {"color": colour, "linestyle": line, "marker": marker, "label": res["key"]}
+        ax1.plot(batches, p50, **kw)
+        ax2.plot(batches, ips, **kw)
     for ax, ylabel in ((ax1, "p50 latency per batch (ms)"), (ax2, "throughput (images/s)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    ax2.legend(fontsize=7, loc="best")
+    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(title or "han-bench")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -17,6 +17,8 @@ every result they produce (``verified: false``).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,27 @@ import numpy as np
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-CPU_VERIFIED = "verified on this machine's CPU"
 UNVERIFIED_CUDA = "CUDA path written against the PyTorch 2.x API, untested here (no GPU in this task)"
+
+
+def cpu_session(
+    path_or_bytes: str | bytes, threads: int | None, spinning: bool = False, profile_prefix: str | None = None
+) -> Any:
+    """A CPU ONNX Runtime session with the benchmark's settings, for ONNX that is not a han-deploy artifact
+    (comparators, the GEMM peak, profiling runs): ``threads`` intra-op threads (None: ORT's default), one
+    inter-op thread, ``session.intra_op.allow_spinning`` per ``spinning``, all graph optimisations."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(path_or_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 class Skipped(RuntimeError):
@@ -108,7 +129,7 @@ class TorchRunner(Runner):
         self.threads = torch.get_num_threads()
         self.channels_last = channels_last
         self.compile_mode = compile
-        model = model.eval().to(device)
+        model = copy.deepcopy(model).eval().to(device)  # a copy: .to() / channels_last change a module in place
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -129,11 +150,11 @@ class TorchRunner(Runner):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         cuda = self.device.startswith("cuda")
-        autocast = self.precision == "fp16"
+        fp16 = self.precision == "fp16"  # CUDA only (refused on the CPU in __init__)
         forward = self.forward
 
         def run() -> Any:
-            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16) if fp16 else contextlib.nullcontext():
                 out = forward(x)
             if cuda:
                 torch.cuda.synchronize()
@@ -159,7 +180,7 @@ class BackendRunner(Runner):
         threads: int | None = None,
         providers: list[str] | None = None,
         spinning: bool = False,
-        precision: str | None = None,
+        precision: str = "unspecified",
     ) -> None:
         from ..runtime.backends import ENGINE_SUFFIXES, load_backend
 
@@ -176,19 +197,12 @@ class BackendRunner(Runner):
             raise Skipped(f"{type(exc).__name__}: {exc}") from exc
         self.backend = self.impl.name
         self.input_size = tuple(self.impl.config.preprocess.input_size)
-        self.precision = precision or self._artifact_precision()
+        self.precision = precision
         if self.backend == "onnxruntime":
             self.note = (
                 self.note or f"providers {','.join(self.impl.providers)}; threads {threads or 'default'}; spinning {spinning}"
             )
         self.label = label or f"{self.path.name} ({self.backend})"
-
-    def _artifact_precision(self) -> str:
-        """The precision the artifact declares (contract, or ONNX ``metadata_props``), else ``unspecified``."""
-        session = getattr(self.impl, "session", None)
-        declared = session.get_modelmeta().custom_metadata_map.get("precision") if session is not None else None
-        declared = declared or self.impl.contract.get("precision")
-        return str(declared) if declared else "unspecified"
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
@@ -214,18 +228,10 @@ class ForeignOnnxRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, path: str | Path, label: str | None = None, threads: int | None = None, spinning: bool = False) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX file not found: {self.path}")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(str(self.path), threads, spinning)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         dims = inp.shape[2:]

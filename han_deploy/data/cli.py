@@ -29,12 +29,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", type=int, required=True, help=f"number of cameras, 2-{MAX_CAMERAS}; each id is seen by 2 or more")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
-        "--images-per-camera", type=_range, default=(2, 6), metavar="N|LO-HI",
+        "--images-per-camera",
+        type=_range,
+        default=(2, 6),
+        metavar="N|LO-HI",
         help="images of one id in one camera: a count or a range (default 2-6)",
     )
-    p.add_argument("--distractors", type=int, default=None, help="pid-0000 distractor images in the gallery (default 2 per test id)")
-    p.add_argument("--junk", type=int, default=None, help="pid -1 junk images (background, bad crops) in the gallery (default 1 per test id)")
-    p.add_argument("--workers", type=int, default=None, help="rendering processes (default: all CPUs); the output does not depend on it")
+    p.add_argument(
+        "--distractors", type=int, default=None, help="pid-0000 distractor images in the gallery (default 2 per test id)"
+    )
+    p.add_argument(
+        "--junk", type=int, default=None, help="pid -1 junk images (background, bad crops) in the gallery (default 1 per test id)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="rendering processes (default: all CPUs); the output does not depend on it"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing han-synth dataset in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--version", action="version", version=f"han-synth {GENERATOR_VERSION}")
@@ -46,8 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         out = generate_dataset(
-            args.out, args.ids, args.cameras, args.seed, images_per_camera=args.images_per_camera,
-            distractors=args.distractors, junk=args.junk, workers=args.workers, progress=not args.quiet,
+            args.out,
+            args.ids,
+            args.cameras,
+            args.seed,
+            images_per_camera=args.images_per_camera,
+            distractors=args.distractors,
+            junk=args.junk,
+            workers=args.workers,
+            progress=not args.quiet,
             overwrite=args.overwrite,
         )
     except (ValueError, FileExistsError, NotADirectoryError) as exc:

@@ -120,12 +120,22 @@ def render_crop(seed: int, job: ImageJob) -> tuple[np.ndarray, int]:
         return int(rng.choice(4, p=cam.view_probs))
 
     if rng.random() < cam.bystander_prob:  # someone behind, half in the box
-        person(sample_identity(rng), stranger_view(), float(rng.choice([-1, 1]) * rng.uniform(0.45, 0.75) * w_out), float(rng.uniform(0.85, 1.05)))
+        person(
+            sample_identity(rng),
+            stranger_view(),
+            float(rng.choice([-1, 1]) * rng.uniform(0.45, 0.75) * w_out),
+            float(rng.uniform(0.85, 1.05)),
+        )
     if job.mode != BACKGROUND:
         person(ident, job.view, 0.0, 1.0)
     if rng.random() < cam.occlusion_prob:
         if rng.random() < 0.5:  # another pedestrian in front
-            person(sample_identity(rng), stranger_view(), float(rng.choice([-1, 1]) * rng.uniform(0.4, 0.65) * w_out), float(rng.uniform(1.0, 1.15)))
+            person(
+                sample_identity(rng),
+                stranger_view(),
+                float(rng.choice([-1, 1]) * rng.uniform(0.4, 0.65) * w_out),
+                float(rng.uniform(1.0, 1.15)),
+            )
         else:  # an object: bin, bench, car, bollard
             ow, oh = rng.uniform(0.4, 1.3) * w_out, rng.uniform(0.15, 0.45) * u
             ox = cx + rng.uniform(-0.8, 0.2) * w_out
@@ -159,7 +169,7 @@ def render_crop(seed: int, job: ImageJob) -> tuple[np.ndarray, int]:
     # lighting: a left-right gradient and a per-image exposure change, then the camera's colour response
     ramp = 1.0 + (cam.light_slope + rng.normal(0, 0.05)) * (np.arange(x0, x1, dtype=np.float32) - cx) / w_out
     crop = canvas[y0:y1, x0:x1] * ramp[None, :, None]
-    crop = sensor(color_response(crop, cam, float(rng.uniform(0.85, 1.15))), cam, rng)
+    crop = sensor(color_response(crop, cam, float(rng.uniform(0.9, 1.1))), cam, rng)
     quality = int(rng.integers(cam.jpeg_quality[0], cam.jpeg_quality[1] + 1))
     return crop, quality
 
@@ -249,7 +259,8 @@ def plan_dataset(
 
     def unique_name(prefix: str, c: int) -> str:
         while True:
-            name = f"{prefix}_c{c + 1}s{int(rng.integers(1, 7))}_{int(rng.integers(0, 1_000_000)):06d}_{int(rng.integers(0, 10)):02d}.jpg"
+            seq, frame, box = int(rng.integers(1, 7)), int(rng.integers(0, 1_000_000)), int(rng.integers(0, 10))
+            name = f"{prefix}_c{c + 1}s{seq}_{frame:06d}_{box:02d}.jpg"
             if name not in used:
                 used.add(name)
                 return name
@@ -258,12 +269,16 @@ def plan_dataset(
         c = int(rng.integers(num_cameras))
         mode = BAD_BOX if rng.random() < 0.25 else PERSON
         pid = _STRANGER_BASE + k if mode == PERSON else int(rng.choice(test_pids))
-        jobs.append(ImageJob("bounding_box_test", unique_name("0000", c), mode, pid, c, int(rng.choice(4, p=cams[c].view_probs)), k))
+        jobs.append(
+            ImageJob("bounding_box_test", unique_name("0000", c), mode, pid, c, int(rng.choice(4, p=cams[c].view_probs)), k)
+        )
     for k in range(junk):
         c = int(rng.integers(num_cameras))
         mode = BACKGROUND if rng.random() < 0.5 else FRAGMENT
         pid = int(rng.choice(test_pids))
-        jobs.append(ImageJob("bounding_box_test", unique_name("-1", c), mode, pid, c, int(rng.choice(4, p=cams[c].view_probs)), k))
+        jobs.append(
+            ImageJob("bounding_box_test", unique_name("-1", c), mode, pid, c, int(rng.choice(4, p=cams[c].view_probs)), k)
+        )
     return _Plan(jobs, train_pids, test_pids)
 
 
@@ -272,7 +287,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
         raise NotADirectoryError(f"{out} exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True / --overwrite to replace a han-synth dataset)")
+            raise FileExistsError(f"{out} exists and is not empty (overwrite=True / --overwrite replaces a han-synth dataset)")
         meta = out / "meta.json"
         try:
             ours = json.loads(meta.read_text()).get("generator") == GENERATOR

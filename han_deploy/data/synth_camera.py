@@ -19,6 +19,7 @@ SCENE_H, SCENE_W = 360, 900
 SCENES_PER_CAMERA = 3
 WALLS = ("bricks", "shops", "vegetation", "panels")
 FLOORS = ("tiles", "asphalt", "grass", "paving")
+FLOOR_WEIGHTS = (0.3, 0.3, 0.12, 0.28)  # mostly paved, like the campus and street scenes of re-id datasets
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,14 @@ def sample_camera(rng: np.random.Generator) -> Camera:
     cast = rng.normal(1.0, 0.06, 3)
     return Camera(
         wall=WALLS[int(rng.integers(len(WALLS)))],
-        floor=FLOORS[int(rng.integers(len(FLOORS)))],
+        floor=FLOORS[int(rng.choice(len(FLOORS), p=FLOOR_WEIGHTS))],
         horizon=float(rng.uniform(0.45, 0.7)),
         gains=tuple(float(v) for v in np.clip(cast / cast.mean(), 0.8, 1.2)),  # type: ignore[arg-type]
         offset=tuple(float(v) for v in rng.normal(0, 5, 3)),  # type: ignore[arg-type]
-        brightness=float(rng.uniform(0.75, 1.2)),
+        brightness=float(rng.uniform(0.85, 1.15)),
         contrast=float(rng.uniform(0.85, 1.1)),
         saturation=float(rng.uniform(0.65, 1.1)),
-        gamma=float(rng.uniform(0.8, 1.2)),
+        gamma=float(rng.uniform(0.9, 1.1)),
         light_slope=float(rng.uniform(-0.35, 0.35)),
         view_probs=tuple(float(v) for v in views),  # type: ignore[arg-type]
         crop_width=float(rng.uniform(52, 110)),
@@ -108,8 +109,16 @@ def _fill_wall(img: np.ndarray, kind: str, rng: np.random.Generator) -> None:
     elif kind == "vegetation":
         for _ in range(160):
             c = (int(rng.integers(30, 80)), int(rng.integers(70, 140)), int(rng.integers(40, 90)))
-            cv2.ellipse(img, (int(rng.integers(w)), int(rng.integers(h))), (int(rng.integers(8, 40)), int(rng.integers(6, 30))),
-                        float(rng.uniform(0, 180)), 0, 360, c, -1)
+            cv2.ellipse(
+                img,
+                (int(rng.integers(w)), int(rng.integers(h))),
+                (int(rng.integers(8, 40)), int(rng.integers(6, 30))),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                c,
+                -1,
+            )
     else:  # panels
         pw = int(rng.integers(30, 90))
         for x in range(0, w, pw):

@@ -35,6 +35,13 @@ class _Canvas:
         cv2.ellipse(self.img, c, a, 0, start, end, color, -1, cv2.LINE_8, _SHIFT)
         cv2.ellipse(self.mask, c, a, 0, start, end, 255, -1, cv2.LINE_AA, _SHIFT)
 
+    def trap(self, xc: float, y0: float, half0: float, y1: float, half1: float, color: Color) -> None:
+        """A trapezoid centred on column ``xc``: half-width ``half0`` at row ``y0``, ``half1`` at row ``y1``."""
+        self.poly(np.array([[xc - half0, y0], [xc + half0, y0], [xc + half1, y1], [xc - half1, y1]]), color)
+
+    def rect(self, x0: float, y0: float, x1: float, y1: float, color: Color) -> None:
+        self.poly(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), color)
+
     def limb(self, p0, p1, w0: float, w1: float, color: Color) -> None:
         """A tapered quad from p0 to p1 (widths w0 at p0, w1 at p1)."""
         p0, p1 = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
@@ -101,18 +108,10 @@ def draw_person(
 
     # --- behind the body
     if ident.hair_length == "long" and view != BACK:
-        cv.poly(
-            np.array([[cx - hr * 1.0, top + hr], [cx + hr * 1.0, top + hr], [cx + hr * 1.1, sy + 0.1 * u], [cx - hr * 1.1, sy + 0.1 * u]])
-            + ([-hr * 0.5, 0] if side else [0, 0]),
-            ident.hair,
-        )
+        cv.trap(cx - (hr * 0.5 if side else 0.0), top + hr, hr, sy + 0.1 * u, hr * 1.1, ident.hair)
     if side and ident.bag == "backpack":
         bs = ident.bag_size
-        cv.poly(
-            np.array([[cx - sw - 0.1 * u * bs, sy + 0.03 * u], [cx - sw + 0.01 * u, sy + 0.02 * u], [cx - sw + 0.01 * u, hy - 0.03 * u],
-                      [cx - sw - 0.1 * u * bs, hy - 0.05 * u]]),
-            ident.bag_color,
-        )
+        cv.rect(cx - sw - 0.1 * u * bs, sy + 0.02 * u, cx - sw + 0.01 * u, hy - 0.04 * u, ident.bag_color)
 
     # --- legs (trousers, or skin under shorts and skirts) and shoes
     swing = np.sin(phase)
@@ -134,11 +133,9 @@ def draw_person(
         shoe_len = 0.06 * u if side else 0.035 * u
         cv.ellipse((foot[0] + (0.02 * u if side else 0.0), fy - 0.012 * u), (shoe_len, 0.02 * u), ident.shoes)
     # pelvis covers the top of both legs
-    cv.poly(np.array([[cx - hw * 1.05, hy - 0.02 * u], [cx + hw * 1.05, hy - 0.02 * u], [cx + hw, hy + 0.05 * u],
-                      [cx - hw, hy + 0.05 * u]]), lower)
+    cv.trap(cx, hy - 0.02 * u, hw * 1.05, hy + 0.05 * u, hw, lower)
     if ident.lower_kind == "skirt":
-        cv.poly(np.array([[cx - hw * 1.05, hy - 0.02 * u], [cx + hw * 1.05, hy - 0.02 * u], [cx + hw * 1.7, ky + 0.02 * u],
-                          [cx - hw * 1.7, ky + 0.02 * u]]), lower)
+        cv.trap(cx, hy - 0.02 * u, hw * 1.05, ky + 0.02 * u, hw * 1.7, lower)
 
     # --- far arm (side view), drawn before the torso
     def arm(shoulder: np.ndarray, angle: float, color_sleeve: Color) -> None:
@@ -151,8 +148,7 @@ def draw_person(
         if ident.bag == "handbag" and (side or np.sign(shoulder[0] - cx) == bag_side):
             bs = ident.bag_size
             x0, y0 = wrist[0] - 0.05 * u * bs, wrist[1] + aw * 0.5
-            cv.poly(np.array([[x0, y0], [x0 + 0.1 * u * bs, y0], [x0 + 0.1 * u * bs, y0 + 0.08 * u * bs], [x0, y0 + 0.08 * u * bs]]),
-                    ident.bag_color)
+            cv.rect(x0, y0, x0 + 0.1 * u * bs, y0 + 0.08 * u * bs, ident.bag_color)
 
     if side:
         arm(np.array([cx - sw * 0.2, sy + aw * 0.4]), -0.45 * swing, _shade(ident.upper, 0.8))
@@ -160,10 +156,10 @@ def draw_person(
     # --- torso, in the upper garment's fabric
     torso = _Canvas(height, width)
     if side:
-        torso.poly(np.array([[cx - sw, sy], [cx + sw * 0.9, sy], [cx + sw * 1.05, hy + 0.03 * u], [cx - sw * 0.95, hy + 0.03 * u]]), (255,) * 3)
+        torso.trap(cx, sy, sw, hy + 0.03 * u, sw, (255,) * 3)
         torso.ellipse((cx, sy + aw * 0.3), (sw, aw * 0.6), (255,) * 3)
     else:
-        torso.poly(np.array([[cx - sw, sy], [cx + sw, sy], [cx + hw * 1.1, hy + 0.03 * u], [cx - hw * 1.1, hy + 0.03 * u]]), (255,) * 3)
+        torso.trap(cx, sy, sw, hy + 0.03 * u, hw * 1.1, (255,) * 3)
         for s in (-1, 1):
             torso.ellipse((cx + s * (sw - aw * 0.45), sy + aw * 0.45), (aw * 0.6, aw * 0.55), (255,) * 3)
     bx, by, bw, bh = cv2.boundingRect(torso.mask)
@@ -173,29 +169,26 @@ def draw_person(
     roi[sel] = fabric[sel]
     np.maximum(cv.mask, torso.mask, out=cv.mask)
     if view == FRONT and ident.upper_pattern == "open_jacket":
-        cv.poly(np.array([[cx - sw * 0.3, sy], [cx + sw * 0.3, sy], [cx + hw * 0.35, hy + 0.03 * u], [cx - hw * 0.35, hy + 0.03 * u]]), ident.upper2)
+        cv.trap(cx, sy, sw * 0.3, hy + 0.03 * u, hw * 0.35, ident.upper2)
     prints_here = (view == FRONT and ident.upper_pattern == "logo") or (view == BACK and ident.back_print)
     if prints_here:
         lx, ly, ls = cx, sy + 0.1 * u, 0.045 * u
         if ident.logo_shape == 0:
-            cv.poly(np.array([[lx - ls, ly - ls * 0.7], [lx + ls, ly - ls * 0.7], [lx + ls, ly + ls * 0.7], [lx - ls, ly + ls * 0.7]]), ident.logo)
+            cv.rect(lx - ls, ly - ls * 0.7, lx + ls, ly + ls * 0.7, ident.logo)
         elif ident.logo_shape == 1:
             cv.ellipse((lx, ly), (ls, ls), ident.logo)
         elif ident.logo_shape == 2:
             cv.poly(np.array([[lx - ls, ly + ls], [lx + ls, ly + ls], [lx, ly - ls]]), ident.logo)
         else:
-            cv.poly(np.array([[cx - sw, ly - ls * 0.5], [cx + sw, ly - ls * 0.5], [cx + sw * 0.97, ly + ls * 0.5],
-                              [cx - sw * 0.97, ly + ls * 0.5]]), ident.logo)
+            cv.trap(cx, ly - ls * 0.5, sw, ly + ls * 0.5, sw * 0.97, ident.logo)
 
     # --- bags and straps over the torso
     if ident.bag == "backpack":
         bs = ident.bag_size
         if view == BACK:
             bw = sw * 0.78 * bs
-            cv.poly(np.array([[cx - bw, sy + 0.03 * u], [cx + bw, sy + 0.03 * u], [cx + bw, hy - 0.02 * u], [cx - bw, hy - 0.02 * u]]),
-                    ident.bag_color)
-            cv.poly(np.array([[cx - bw * 0.7, hy - 0.1 * u], [cx + bw * 0.7, hy - 0.1 * u], [cx + bw * 0.7, hy - 0.03 * u],
-                              [cx - bw * 0.7, hy - 0.03 * u]]), dark_bag)
+            cv.trap(cx, sy + 0.03 * u, bw, hy - 0.02 * u, bw, ident.bag_color)
+            cv.trap(cx, hy - 0.1 * u, bw * 0.7, hy - 0.03 * u, bw * 0.7, dark_bag)  # front pocket
         elif view == FRONT:
             for s in (-1, 1):
                 cv.line((cx + s * sw * 0.55, sy), (cx + s * sw * 0.5, sy + 0.2 * u), aw * 0.35, dark_bag)
@@ -211,7 +204,7 @@ def draw_person(
         strap_from = (cx - (sw * 0.6 if side else bag_side * sw * 0.6), sy)
         cv.line(strap_from, (bx, by - 0.03 * u), aw * 0.25, dark_bag)
         bw2, bh2 = 0.05 * u * bs, 0.04 * u * bs
-        cv.poly(np.array([[bx - bw2, by - bh2], [bx + bw2, by - bh2], [bx + bw2, by + bh2], [bx - bw2, by + bh2]]), ident.bag_color)
+        cv.trap(bx, by - bh2, bw2, by + bh2, bw2, ident.bag_color)
 
     # --- arms over the torso
     if side:
@@ -221,25 +214,22 @@ def draw_person(
             arm(np.array([cx + s * (sw - aw * 0.45), sy + aw * 0.45]), -s * 0.07 - 0.04 * swing * s, ident.upper)
 
     # --- neck, head, hair, hat
-    cv.poly(np.array([[cx - hr * 0.35, top + 1.6 * hr], [cx + hr * 0.35, top + 1.6 * hr], [cx + hr * 0.4, sy + 0.01 * u],
-                      [cx - hr * 0.4, sy + 0.01 * u]]), _shade(skin, 0.9))
+    cv.trap(cx, top + 1.6 * hr, hr * 0.35, sy + 0.01 * u, hr * 0.4, _shade(skin, 0.9))  # neck
     hair_shift = -hr * 0.18 if side else 0.0
     if view == BACK:
         cv.ellipse((cx, top + hr), (hr * 0.86, hr * 1.02), ident.hair)
         if ident.hair_length != "short":
             drop = 0.12 * u if ident.hair_length == "long" else 0.02 * u
-            cv.poly(np.array([[cx - hr * 0.9, top + hr], [cx + hr * 0.9, top + hr], [cx + hr * 1.0, sy + drop], [cx - hr * 1.0, sy + drop]]),
-                    ident.hair)
+            cv.trap(cx, top + hr, hr * 0.9, sy + drop, hr, ident.hair)
     else:
         cv.ellipse((cx + hair_shift, top + hr * 0.92), (hr * 0.9, hr * 0.95), ident.hair)
         face_c = (cx + (hr * 0.22 if side else 0.0), top + hr * 1.18)
         cv.ellipse(face_c, (hr * (0.62 if side else 0.72), hr * 0.84), skin)
         if ident.hair_length == "medium":
-            for s in ((-1,) if side else (-1, 1)):
-                cv.poly(np.array([[cx + s * hr * 0.9, top + hr * 0.8], [cx + s * hr * 0.55, top + hr * 0.8],
-                                  [cx + s * hr * 0.6, top + hr * 1.7], [cx + s * hr * 0.92, top + hr * 1.7]]), ident.hair)
+            for s in (-1,) if side else (-1, 1):
+                cv.trap(cx + s * hr * 0.74, top + hr * 0.8, hr * 0.18, top + hr * 1.7, hr * 0.16, ident.hair)
     if ident.hat is not None:
         cv.ellipse((cx + hair_shift * 0.5, top + hr * 0.8), (hr * 0.98, hr * 0.85), ident.hat, 180, 360)
-        cv.line((cx - hr * 1.05 + (hr * 0.3 if side else 0), top + hr * 0.8), (cx + hr * 1.05 + (hr * 0.4 if side else 0), top + hr * 0.8),
-                hr * 0.18, _shade(ident.hat, 0.8))
+        brim = cx + (hr * 0.35 if side else 0.0)
+        cv.line((brim - hr * 1.05, top + hr * 0.8), (brim + hr * 1.05, top + hr * 0.8), hr * 0.18, _shade(ident.hat, 0.8))
     return cv.img, cv.mask

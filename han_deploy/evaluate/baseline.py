@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ..data.records import Record
+
 BASELINE_SIZE = (128, 48)  # (height, width) the crops are resized to before the histograms
 NUM_STRIPES = 6
 HUE_BINS, SAT_BINS, VAL_BINS = 8, 2, 2  # chromatic pixels: hue x saturation x value
@@ -60,3 +62,42 @@ def color_histogram_features(images: Sequence[np.ndarray | str | os.PathLike[str
     if len(images) == 0:
         return np.zeros((0, stripes * STRIPE_DIM), np.float32)
     return np.stack([color_histogram_feature(im, stripes) for im in images])
+
+
+def evaluate_baseline(query: Sequence[Record], gallery: Sequence[Record]) -> dict:
+    """R1/R5/R10/mAP/mINP of the colour-histogram baseline on a query and gallery (standard protocol)."""
+    from .features import evaluate_features
+
+    q = color_histogram_features([r.path for r in query])
+    g = color_histogram_features([r.path for r in gallery])
+    ids = [np.array([getattr(r, a) for r in recs]) for recs in (query, gallery) for a in ("pid", "camid")]
+    return evaluate_features(q, g, ids[0], ids[2], ids[1], ids[3])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m han_deploy.evaluate.baseline --data ROOT --dataset NAME``: print the baseline's metrics."""
+    import argparse
+    import json
+
+    from ..data import build_dataset
+
+    p = argparse.ArgumentParser(prog="python -m han_deploy.evaluate.baseline", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="dataset root folder")
+    p.add_argument("--dataset", default="market_layout", help="reader name (han_deploy.data.DATASETS), default market_layout")
+    p.add_argument(
+        "--reader-arg", action="append", default=[], metavar="KEY=VALUE", help="extra reader argument, e.g. direction=b2a"
+    )
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    args = p.parse_args(argv)
+    splits = build_dataset(args.dataset, args.data, **dict(kv.split("=", 1) for kv in args.reader_arg))
+    res = evaluate_baseline(splits.query, splits.gallery)
+    print(f"colour-histogram baseline on {splits.name}: {len(splits.query)} queries, {len(splits.gallery)} gallery images")
+    print("  ".join(f"{k} {100 * res[k]:.1f}" for k in ("R1", "R5", "R10", "mAP", "mINP")))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({k: v for k, v in res.items() if k != "cmc"} | {"dataset": splits.name, "data": args.data}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 METRIC_COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
+# datasets whose protocol evaluates both camera directions (query <-> gallery) and their mean
 TWO_DIRECTION_DATASETS = ("cuhk03_pair",)
 
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from ..data import build_dataset
 
-    both = args.dataset in TWO_DIRECTION_DATASETS
+    both = args.dataset.lower() in TWO_DIRECTION_DATASETS
     start = time.perf_counter()
     try:
         splits = build_dataset(args.dataset, args.data)

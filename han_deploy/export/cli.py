@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--min-batch", type=int, default=1, metavar="N", help="min batch of the TensorRT profile")
     p.add_argument("--opt-batch", type=int, metavar="N", help="batch TensorRT optimises for (default: half of --batch)")
+    p.add_argument("--fp16-io", action="store_true", help="model.fp16.onnx takes and returns float16 (default: float32 I/O)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16: GridSample)")
     p.add_argument(
         "--simplify", action=argparse.BooleanOptionalAction, default=True, help="simplify the FP32 graph with onnxslim"
@@ -94,17 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _summary(data: dict) -> str:
-    lines = [
-        f"han_{data['variant']} -> {len(data['artifacts'])} artifact(s)",
-        "  gate (per-sample cosine vs PyTorch, worst of batch 1/7/32):",
-    ]
-    for r in data["parity"]["results"]:
+def _gate_lines(results: list[dict]) -> list[str]:
+    lines = ["  gate (per-sample cosine vs PyTorch, worst of batch 1/7/32):"]
+    for r in results:
         status = "ok" if not r["failures"] else ("FAIL" if r["enforced"] else "below threshold, not enforced")
         extra = ""
         if r["retrieval"]:
             extra = f"  R1 {r['retrieval']['R1']:.1f} mAP {r['retrieval']['mAP']:.1f} (drop {r['retrieval']['map_drop']:+.2f})"
         lines.append(f"    {r['artifact']:<22} {r['statistic']} {r['value']:.6f} (>= {r['threshold']}) {status}{extra}")
+    return lines
+
+
+def _summary(data: dict) -> str:
+    lines = [f"han_{data['variant']} -> {len(data['artifacts'])} artifact(s)", *_gate_lines(data["parity"]["results"])]
     for e in data["engines"]:
         lines.append(f"  engine {e['file']}: {'built' if e['built'] else 'not built'}; trtexec: {e['trtexec']}")
     return "\n".join(lines)
@@ -112,9 +115,16 @@ def _summary(data: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    for noisy in ("root",):
-        logging.getLogger(noisy).setLevel(logging.ERROR)  # ORT's quantizer logs advice on the root logger
+    # progress on our own logger; ONNX Runtime's quantizer logs generic advice on the root logger: keep that quiet
+    ours = logging.getLogger("han_deploy")
+    if not any(getattr(h, "han_export", False) for h in ours.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("han-export: %(message)s"))
+        handler.han_export = True  # type: ignore[attr-defined]
+        ours.addHandler(handler)
+    ours.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    ours.propagate = False
+    logging.getLogger().setLevel(logging.ERROR)
     warnings.simplefilter("default")
     opts = ExportOptions(
         variant=args.variant,
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         simplify=args.simplify,
         engine=args.engine,
         workspace=args.workspace,
+        fp16_io=args.fp16_io,
         eval_data=args.eval_data,
         max_map_drop=args.max_map_drop,
         targets=tuple(args.target),
@@ -140,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = run_export(opts)
     except parity.ParityGateError as exc:
-        print(f"han-export: {exc}", file=sys.stderr)
+        print("\n".join(_gate_lines([r.to_dict() for r in exc.results])), file=sys.stderr)
+        print(f"han-export: {exc}\nnothing was written to {args.output}", file=sys.stderr)
         return 1
     except ExportError as exc:
         print(f"han-export: error: {exc}", file=sys.stderr)

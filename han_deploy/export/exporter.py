@@ -58,6 +58,7 @@ class ExportOptions:
     simplify: bool = True
     engine: bool = False
     workspace: int = 4096  # MiB
+    fp16_io: bool = False  # FP16 model with float16 input/output instead of float32
     eval_data: Path | None = None
     max_map_drop: float = parity.MAX_MAP_DROP
     targets: tuple[str, ...] = ()
@@ -188,17 +189,20 @@ def _export_into(
 
     cfg: HANConfig = model.cfg
     flops = count_flops_torch(model)
+    log.info("exporting han_%s to FP32 ONNX (opset %d)", cfg.variant, opts.opset)
     export_onnx(model, stage / "model.onnx", opset=opts.opset, simplify=opts.simplify, flops=flops, precision="fp32")
     files = ["model.onnx"]
     if "fp16" in opts.precisions:
         from .fp16 import convert_fp16
 
-        convert_fp16(stage / "model.onnx", stage / "model.fp16.onnx")
+        log.info("converting to FP16")
+        convert_fp16(stage / "model.onnx", stage / "model.fp16.onnx", keep_io_types=not opts.fp16_io)
         files.append("model.fp16.onnx")
     quant_reports: dict[str, Any] = {}
     if "int8" in opts.precisions:
         reader = calibration.CropCalibrationReader(calib, cfg.preprocess)
         for name, flavour in (("model.int8.onnx", "tensorrt"), ("model.int8-cpu.onnx", "cpu")):
+            log.info("quantizing to INT8 (%s flavour, %s calibration on %d crops)", flavour, opts.calib_method, len(calib))
             report = quantize.quantize_int8(stage / "model.onnx", stage / name, reader, flavour, opts.calib_method)
             quant_reports[name] = report
             files.append(name)
@@ -208,6 +212,7 @@ def _export_into(
             raise ExportError(f"model.int8-cpu.onnx: ONNX Runtime left {len(stray)} conv(s) in float: {', '.join(stray[:5])}")
 
     # parity gate
+    log.info("parity gate: %d artifacts x batch %s", len(files), "/".join(map(str, parity.GATE_BATCHES)))
     inputs, gate_source = _gate_inputs(opts, cfg, calib)
     with torch.no_grad():
         reference = model(torch.from_numpy(inputs)).numpy()
@@ -250,6 +255,7 @@ def _export_into(
             "built": False,
         }
         if opts.engine:
+            log.info("building TensorRT %s engine", precision)
             tensorrt_build.build_engine(stage / source, stage / engine, profile, opts.workspace, cache)
             entry.update(manifest.file_entry(stage / engine), built=True, gpu=tensorrt_build.gpu_name())
         engines.append(entry)

@@ -294,7 +294,12 @@ def qdq_summary(model: Any) -> dict[str, Any]:
         elem_types.add(zp.data_type)
         if np.any(numpy_helper.to_array(zp) != 0):
             zero_points_nonzero.append(node.name)
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits and inits[node.input[0]].data_type == TensorProto.INT8:
+        # a weight is an INT8 initializer behind a DQ, or a float initializer behind a Q (Q -> DQ pair on weights)
+        is_weight = node.input[0] in inits and (
+            (node.op_type == "DequantizeLinear" and inits[node.input[0]].data_type == TensorProto.INT8)
+            or (node.op_type == "QuantizeLinear" and inits[node.input[0]].data_type == TensorProto.FLOAT)
+        )
+        if is_weight:
             dims = inits[node.input[0]].dims
             if len(dims) > 1 and max(dims) > 1:  # a conv / FC weight with several output channels
                 scale = numpy_helper.to_array(inits[node.input[1]])

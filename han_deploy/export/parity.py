@@ -91,7 +91,8 @@ def ort_infer(path: str | os.PathLike[str], threads: int = 0) -> Callable[[np.nd
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return lambda x: sess.run(None, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    dtype = np.float16 if sess.get_inputs()[0].type == "tensor(float16)" else np.float32  # --fp16-io models
+    return lambda x: sess.run(None, {INPUT_NAME: np.ascontiguousarray(x, dtype=dtype)})[0].astype(np.float32)
 
 
 def cosine_parity(

@@ -7,7 +7,8 @@ tensors uint8 with zero point 0 is still symmetric about 0, the ReLU folds away,
 and more accurate. So:
 
 * ``tensorrt`` (``model.int8.onnx``): int8 activations and weights, symmetric, zero points 0,
-  per-channel weights;
+  per-channel weights; weights stay float behind a Q -> DQ pair and biases stay float, which is
+  how TensorRT's parser takes explicit quantization;
 * ``cpu`` (``model.int8-cpu.onnx``): uint8 for tensors that are non-negative by construction (zero
   point 0), int8 symmetric for the few signed ones (soft-attention maps), int8 per-channel weights.
 
@@ -101,6 +102,10 @@ def quantize_int8(
         "CalibPercentile": percentile,
         "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # FC weights (K, N): one scale per output column
     }
+    if flavour == "tensorrt":
+        # what TensorRT's ONNX parser expects (as NVIDIA's own Q/DQ tooling writes it): float weights behind a
+        # Q -> DQ pair (TensorRT folds it) and float biases (it has no INT32 DequantizeLinear)
+        extra.update(AddQDQPairToWeight=True, QuantizeBias=False)
     if flavour == "cpu":
         # non-negative tensors: asymmetric uint8 whose range starts at 0 -> zero point 0, ReLU folds away;
         # signed tensors: symmetric int8 (zero point 0) instead of an arbitrary uint8 zero point.

@@ -17,14 +17,19 @@ Public entry point (what ``han-export --target triton`` calls)::
         python_source=None,            # ONNX file the python models run (default: the FP32 ONNX artifact)
         python_instances=1,            # instance_group count of the python models (KIND_CPU)
         python_threads=0,              # ONNX Runtime intra-op threads per python instance (0 = its default)
+        python_spinning=None,          # ONNX Runtime allow_spinning in the python models (None = its default)
         jpeg_model=True,               # also write the python model that takes encoded JPEG/PNG bytes
+        ensembles=True,                # also write {prefix}_preprocess (bytes -> images) and ensembles over it
+        ensemble_targets=None,         # tensor models the ensembles end in (None = the python model and every engine)
         sys_path=None,                 # sys.path entries for the python models (None = where han_deploy is now)
         name_prefix="han",
         overwrite=False,
     ) -> Path                          # the repository root
 
 Model names: ``{prefix}_onnx_{precision}``, ``{prefix}_trt_{precision}`` (plus ``_{flavour}`` when an
-artifact has one, e.g. the two INT8 ONNX flavours), ``{prefix}_python`` and ``{prefix}_jpeg``. Every
+artifact has one, e.g. the two INT8 ONNX flavours), ``{prefix}_python``, ``{prefix}_jpeg``,
+``{prefix}_preprocess`` and ``{prefix}_ensemble_{target}`` (encoded bytes -> preprocess on the CPU ->
+the target model, e.g. a TensorRT engine: cameras send JPEGs, the GPU runs the network). Every
 config uses the tensor names of :mod:`han_deploy.config` (``images``: ``[3, H, W]`` per item,
 ``embeddings``: float32 ``[D]`` per item). ``dims`` never include the batch axis: Triton adds it from
 ``max_batch_size``. Every model carries the preprocessing contract as the ``han_deploy.contract``
@@ -56,7 +61,7 @@ ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 PRECISIONS = ("fp32", "fp16", "int8")
 INSTANCE_KINDS = ("KIND_GPU", "KIND_CPU", "KIND_AUTO")
-CPU_FLAVOURS = ("cpu", "ort")  # INT8 flavour names of the ONNX Runtime CPU artifact (uint8 activations)
+CPU_FLAVOURS = ("cpu",)  # han-export's INT8 flavour for the ONNX Runtime CPU (uint8 activations)
 ENCODED_INPUT_NAME = "encoded"  # TYPE_STRING, one encoded image (JPEG/PNG/...) per batch item
 VALID_OUTPUT_NAME = "valid"  # TYPE_BOOL, false where the item could not be decoded (its embedding is zeros)
 CONTRACT_PARAMETER = METADATA_KEY
@@ -69,10 +74,11 @@ class TritonArtifact:
     """One exported file to serve, with what its Triton config needs that the file may not say.
 
     ``max_batch`` is an engine's optimisation-profile maximum (required for engines: their config's
-    ``max_batch_size`` must not exceed it). ``input_dtype`` is the engine's input type (default
-    ``"float32"``, what han-export builds); for ONNX files it is read from the graph. ``flavour`` tells
-    apart two artifacts of one precision (han-export's INT8 ``"tensorrt"`` / ``"cpu"``); the ``"cpu"``
-    flavour gets ``KIND_CPU`` instances and no TensorRT block. ``instance_kind`` overrides the kind.
+    ``max_batch_size`` must not exceed it). ``input_dtype`` is the engine's input type (default: that
+    of the ONNX artifact of the same precision it was built from, else ``"float32"``); for ONNX files
+    it is read from the graph. ``flavour`` tells apart two artifacts of one precision (han-export's
+    INT8 ``"tensorrt"`` / ``"cpu"``); the ``"cpu"`` flavour gets ``KIND_CPU`` instances and no
+    TensorRT block. ``instance_kind`` overrides the kind.
     """
 
     path: Path
@@ -205,6 +211,61 @@ def _copy(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
+def _write_ensembles(
+    write_model: Any,
+    prefix: str,
+    py_common: dict[str, Any],
+    py_params: dict[str, str],
+    tensor_models: dict[str, tuple[int, str]],
+    targets: Sequence[str] | None,
+    default_targets: list[str],
+    item: tuple[int, int, int],
+    dim: int,
+) -> None:
+    """``{prefix}_preprocess`` (python: encoded bytes -> images, valid) and one ensemble per target tensor model."""
+    pre_name = f"{prefix}_preprocess"
+    cfg = {
+        **py_common,
+        "input": [_tensor(ENCODED_INPUT_NAME, "TYPE_STRING", [1])],
+        "output": [_tensor(INPUT_NAME, "TYPE_FP32", list(item)), _tensor(VALID_OUTPUT_NAME, "TYPE_BOOL", [1])],
+        "parameters": _string_parameters({**py_params, "model_file": "", "input_kind": "preprocess"}),
+    }
+    write_model(pre_name, cfg, {"1/model.py": PYTHON_MODEL_TEMPLATE}, "python backend: encoded bytes -> network input")
+    chosen = default_targets if targets is None else list(targets)
+    for target in chosen:
+        if target not in tensor_models:
+            raise ValueError(f"ensemble target {target!r} is not a tensor model of this repository ({sorted(tensor_models)})")
+        target_batch, dtype = tensor_models[target]
+        if dtype != "TYPE_FP32":
+            if targets is not None:
+                raise ValueError(f"ensemble target {target!r} takes {dtype}; the preprocess step produces TYPE_FP32")
+            continue
+        steps = [
+            {
+                "model_name": pre_name,
+                "model_version": -1,
+                "input_map": [{"key": ENCODED_INPUT_NAME, "value": ENCODED_INPUT_NAME}],
+                "output_map": [{"key": INPUT_NAME, "value": INPUT_NAME}, {"key": VALID_OUTPUT_NAME, "value": VALID_OUTPUT_NAME}],
+            },
+            {
+                "model_name": target,
+                "model_version": -1,
+                "input_map": [{"key": INPUT_NAME, "value": INPUT_NAME}],
+                "output_map": [{"key": OUTPUT_NAME, "value": OUTPUT_NAME}],
+            },
+        ]
+        cfg = {
+            "platform": "ensemble",
+            "max_batch_size": min(py_common["max_batch_size"], target_batch),
+            "input": [_tensor(ENCODED_INPUT_NAME, "TYPE_STRING", [1])],
+            "output": [_tensor(OUTPUT_NAME, "TYPE_FP32", [dim]), _tensor(VALID_OUTPUT_NAME, "TYPE_BOOL", [1])],
+            "ensemble_scheduling": {"step": steps},
+            "parameters": _string_parameters({CONTRACT_PARAMETER: py_params[CONTRACT_PARAMETER]}),
+        }
+        suffix = target[len(prefix) + 1 :] if target.startswith(prefix + "_") else target
+        write_model(f"{prefix}_ensemble_{suffix}", cfg, {}, f"ensemble: {pre_name} -> {target}")
+
+
 def write_triton_repository(
     out_dir: str | os.PathLike[str],
     artifacts: Iterable[TritonArtifact | str | os.PathLike[str]],
@@ -220,7 +281,10 @@ def write_triton_repository(
     python_source: str | os.PathLike[str] | None = None,
     python_instances: int = 1,
     python_threads: int = 0,
+    python_spinning: bool | None = None,
     jpeg_model: bool = True,
+    ensembles: bool = True,
+    ensemble_targets: Sequence[str] | None = None,
     sys_path: Sequence[str] | None = None,
     name_prefix: str = "han",
     overwrite: bool = False,
@@ -275,6 +339,7 @@ def write_triton_repository(
 
     def write_model(name: str, cfg: dict[str, Any], files: Mapping[str, Path], note: str) -> None:
         model_dir = out / name
+        (model_dir / "1").mkdir(parents=True, exist_ok=True)  # ensembles too need a version folder
         for rel, src in files.items():
             _copy(src, model_dir / rel)
         (model_dir / "config.pbtxt").write_text(to_pbtxt({"name": name, **cfg}) + "\n")
@@ -291,6 +356,10 @@ def write_triton_repository(
         )
 
     common_io = {"output": [_tensor(OUTPUT_NAME, "TYPE_FP32", [dim])]}
+    tensor_models: dict[str, tuple[int, str]] = {}  # model name -> (max_batch_size, input data type): ensemble targets
+    engine_names = [n for a, n in zip(arts, names, strict=True) if a.kind == "engine"]
+    # an engine is built from the ONNX of its precision (the TensorRT-flavoured one for INT8): same input type
+    engine_source_dtype = {a.precision: onnx_info[a.path][1] for a in arts if a.kind == "onnx" and a.flavour not in CPU_FLAVOURS}
     for art, name in zip(arts, names, strict=True):
         cpu_flavour = art.flavour in CPU_FLAVOURS  # an ONNX Runtime CPU-flavoured INT8 model belongs on the CPU
         kind = art.instance_kind or ("KIND_CPU" if cpu_flavour else instance_kind)
@@ -314,10 +383,11 @@ def write_triton_repository(
                 "parameters": _string_parameters({CONTRACT_PARAMETER: contract_str, "precision": art.precision}),
             }
             write_model(name, cfg, {"1/model.onnx": art.path}, "onnxruntime backend (full Triton); not in nvidia-pytriton")
+            tensor_models[name] = (mbs, dtype)
         else:
             if not art.max_batch:
                 raise ValueError(f"{art.path}: an engine needs max_batch (its optimisation profile's max batch)")
-            dtype = _TRITON_DTYPES[art.input_dtype or "float32"]  # han-export keeps float32 I/O in every precision
+            dtype = _TRITON_DTYPES[art.input_dtype or engine_source_dtype.get(art.precision, "float32")]
             cfg = {
                 "platform": "tensorrt_plan",
                 "default_model_filename": "model.plan",
@@ -330,43 +400,58 @@ def write_triton_repository(
             }
             note = "tensorrt_plan (full Triton on a GPU with the TensorRT version that built the engine); UNVERIFIED here"
             write_model(name, cfg, {"1/model.plan": art.path}, note)
+            tensor_models[name] = (int(art.max_batch), dtype)
 
-    if python_model or jpeg_model:
-        assert python_source is not None
-        src = Path(python_source)
+    if python_model or jpeg_model or ensembles:
         paths = default_sys_path() if sys_path is None else list(sys_path)
         py_params = {
-            "model_file": "model.onnx",
             "device": "cpu",
             "threads": str(int(python_threads)),
+            "spinning": "" if python_spinning is None else str(int(python_spinning)),
             "sys_path": os.pathsep.join(paths),
             "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
             CONTRACT_PARAMETER: contract_str,
         }
-        files = {"1/model.onnx": src, "1/model.py": PYTHON_MODEL_TEMPLATE}
-        py_common = {
+        py_common: dict[str, Any] = {
             "backend": "python",
             "max_batch_size": max_batch_size,
             "dynamic_batching": _dynamic_batching(preferred_batch_sizes, max_batch_size, max_queue_delay_us),
             "instance_group": [{"kind": PbSym("KIND_CPU"), "count": python_instances}],
         }
+        encoded_in = [_tensor(ENCODED_INPUT_NAME, "TYPE_STRING", [1])]
+        valid_out = _tensor(VALID_OUTPUT_NAME, "TYPE_BOOL", [1])
+        files = {"1/model.py": PYTHON_MODEL_TEMPLATE}
+        if python_source is not None:
+            files["1/model.onnx"] = Path(python_source)
         if python_model:
             cfg = {
                 **py_common,
                 "input": [_tensor(INPUT_NAME, "TYPE_FP32", [3, h, w])],
                 **common_io,
-                "parameters": _string_parameters({**py_params, "input_kind": "tensor"}),
+                "parameters": _string_parameters({**py_params, "model_file": "model.onnx", "input_kind": "tensor"}),
             }
             write_model(f"{name_prefix}_python", cfg, files, "python backend, han_deploy.runtime (ONNX Runtime) inside")
+            tensor_models[f"{name_prefix}_python"] = (max_batch_size, "TYPE_FP32")
         if jpeg_model:
             cfg = {
                 **py_common,
-                "input": [_tensor(ENCODED_INPUT_NAME, "TYPE_STRING", [1])],
-                "output": [_tensor(OUTPUT_NAME, "TYPE_FP32", [dim]), _tensor(VALID_OUTPUT_NAME, "TYPE_BOOL", [1])],
-                "parameters": _string_parameters({**py_params, "input_kind": "encoded"}),
+                "input": encoded_in,
+                "output": [_tensor(OUTPUT_NAME, "TYPE_FP32", [dim]), valid_out],
+                "parameters": _string_parameters({**py_params, "model_file": "model.onnx", "input_kind": "encoded"}),
             }
-            write_model(
-                f"{name_prefix}_jpeg", cfg, files, "python backend: encoded image bytes -> decode, resize, normalise, embed"
+            note = "python backend: encoded image bytes -> decode, resize, normalise, embed"
+            write_model(f"{name_prefix}_jpeg", cfg, files, note)
+        if ensembles:
+            _write_ensembles(
+                write_model,
+                name_prefix,
+                py_common,
+                py_params,
+                tensor_models,
+                ensemble_targets,
+                default_targets=[n for n in tensor_models if n == f"{name_prefix}_python" or n in engine_names],
+                item=(3, h, w),
+                dim=dim,
             )
 
     summary = {
@@ -381,6 +466,8 @@ def write_triton_repository(
             "ort_tensorrt": ort_tensorrt,
             "python_instances": python_instances,
             "python_threads": python_threads,
+            "python_spinning": python_spinning,
+            "ensembles": ensembles,
         },
         "artifacts": [dataclasses.asdict(a) | {"path": a.path.name} for a in arts],
         "models": listing,

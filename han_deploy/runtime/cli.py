@@ -277,7 +277,8 @@ def search_main(argv: list[str] | None = None) -> int:
             if q.endswith(".npz"):
                 with np.load(q, allow_pickle=False) as z:
                     feats.append(z["embeddings"])
-                    names.extend(str(s) for s in (z["sources"] if "sources" in z.files else range(len(z["embeddings"]))))
+                    labels = next((z[k] for k in ("sources", "ids") if k in z.files), range(len(z["embeddings"])))
+                    names.extend(f"{q}:{s}" if isinstance(s, int) else str(s) for s in labels)
         if images:
             if not args.model:
                 raise ValueError("query images need --model to embed them")

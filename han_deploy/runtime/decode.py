@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .preprocess import to_bgr_uint8
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".jp2")
 
 
@@ -26,7 +28,11 @@ def jpeg_is_truncated(data: bytes) -> bool:
 
 
 def decode_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Encoded image bytes -> BGR uint8 (H, W, 3); grayscale, alpha and 16-bit are converted by OpenCV."""
+    """Encoded image bytes -> BGR uint8 (H, W, 3).
+
+    Decoded as stored (``IMREAD_UNCHANGED``: no EXIF rotation), then grayscale, alpha and 16-bit are
+    converted by :func:`to_bgr_uint8`: the same pixels training's loader gives.
+    """
     if not data:
         raise DecodeError(f"{name}: empty (0-byte) file")
     if data[:2] == b"\xff\xd8":
@@ -34,10 +40,13 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
             raise DecodeError(f"{name}: corrupt JPEG (no image data: no start-of-scan marker)")
         if jpeg_is_truncated(data):
             raise DecodeError(f"{name}: truncated JPEG (no end-of-image marker after the last scan)")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise DecodeError(f"{name}: not a decodable image (corrupt, or a format OpenCV cannot read)")
-    return image
+    try:
+        return to_bgr_uint8(image)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"{name}: unsupported pixel format ({exc})") from None
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

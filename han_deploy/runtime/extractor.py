@@ -179,6 +179,7 @@ class Extractor:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        # a backend passed in is owned from now on: close() closes it
         self.backend = model if isinstance(model, BaseBackend) else load_backend(model, device=device, **backend_options)
         self.config = self.backend.config
         self.pre = self.config.preprocess
@@ -200,7 +201,7 @@ class Extractor:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.backend.infer(normalize_batch(np.stack(crops), self.pre))
 
-    def iter_batches(self, units: Iterable[Unit], on_batch: Callable[[BatchResult], None] | None = None) -> Iterator[BatchResult]:
+    def iter_batches(self, units: Iterable[Unit]) -> Iterator[BatchResult]:
         """Run ``units`` through the pipeline, yielding results for consecutive row ranges in order.
 
         Up to ``prefetch_batches`` batches of rows are being decoded in worker threads while the model

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,9 @@ import numpy as np
 
 from .decode import IMAGE_SUFFIXES, DecodeError, read_image
 from .extractor import Unit, format_box
+
+# a generator that is sent the frame number wanted and yields a loader for that frame (primed with None)
+FrameLoaders = Generator[Callable[[], np.ndarray] | None, int | None, None]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 
@@ -85,13 +89,13 @@ class Source:
         if self.kind == "images":
             for i in range(skip, self.rows):
                 path = self.files[i]
-                yield Unit(first_row + i, [self.sources[i]], lambda p=path: read_image(p))
+                yield Unit(first_row + i, [self.sources[i]], partial(read_image, path))
         elif self.kind == "sequence":
             yield from self._frame_units(first_row, skip, self._sequence_frames())
         else:
             yield from _threaded(self._frame_units(first_row, skip, self._video_frames()), maxsize=8)
 
-    def _frame_units(self, first_row: int, skip: int, frames: Iterator[tuple[int, object]]) -> Iterator[Unit]:
+    def _frame_units(self, first_row: int, skip: int, frames: FrameLoaders) -> Iterator[Unit]:
         """Group detection rows by frame; ``frames`` is a generator that receives the frame number wanted
         (or None to skip it cheaply) and yields a loader."""
         groups: dict[int, list[int]] = {}
@@ -102,6 +106,7 @@ class Source:
         for frame in sorted(groups):
             rows = groups[frame]
             load = frames.send(frame)
+            assert load is not None  # the generators yield None only when primed
             runs = _split_runs(rows)
             for run in runs:
                 bad = [i for i in run if self.detections[i].error]
@@ -116,13 +121,13 @@ class Source:
                     yield Unit(first_row + run[0], [self.sources[i] for i in run], load, [self.detections[i].box for i in run])
         frames.close()
 
-    def _sequence_frames(self) -> Iterator[object]:
+    def _sequence_frames(self) -> FrameLoaders:
         frame = yield None
         while True:
             path = self.frame_pattern.format(frame=frame)
-            frame = yield (lambda p=path: read_image(p))
+            frame = yield partial(read_image, path)
 
-    def _video_frames(self) -> Iterator[object]:
+    def _video_frames(self) -> FrameLoaders:
         """Decode the video sequentially: ``grab`` frames nobody wants, ``retrieve`` the wanted ones once."""
         cap = cv2.VideoCapture(self.name)
         opened = cap.isOpened()
@@ -145,7 +150,7 @@ class Source:
                     wanted = yield _fail(f"frame {wanted} is beyond the end of the video ({current} frames)")
                     continue
                 current += 1
-                wanted = yield (lambda im=image: im)
+                wanted = yield partial(_same, image)
         finally:
             cap.release()
 
@@ -161,7 +166,11 @@ def _split_runs(rows: list[int]) -> list[list[int]]:
     return runs
 
 
-def _fail(reason: str):  # noqa: ANN202
+def _same(image: np.ndarray) -> np.ndarray:
+    return image
+
+
+def _fail(reason: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         raise DecodeError(reason)
 

@@ -158,14 +158,14 @@ class ShardedRun:
             raise RuntimeError(f"shard rows {start}..{stop} do not follow the last shard's {self.done_rows}")
         errs = [e for b in self._buffer for e in b.errors]
         dim = self._buffer[0].embeddings.shape[1] if self._buffer[0].embeddings.ndim == 2 else 0
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "rows": np.concatenate([b.rows for b in self._buffer]).astype(np.int64),
             "embeddings": np.concatenate([b.embeddings.reshape(-1, dim) for b in self._buffer]).astype(np.float32),
             "error_rows": np.asarray([e.index for e in errs], dtype=np.int64),
             "error_reasons": np.asarray([e.reason for e in errs], dtype=str),
         }
         name = f"shard-{start:012d}.npz"
-        atomic_write(self.dir / name, lambda f: np.savez(f, **arrays))
+        atomic_write(self.dir / name, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
         entry = {"shard": name, "start": start, "stop": stop, "ok": len(arrays["rows"]), "errors": len(errs)}
         self._append(entry)
         self.shards.append(entry)
@@ -173,7 +173,9 @@ class ShardedRun:
 
     def gather(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
         """All shards: (rows, embeddings, [(row, reason)]) in row order."""
-        rows, embs, errs = [], [], []
+        rows: list[np.ndarray] = []
+        embs: list[np.ndarray] = []
+        errs: list[tuple[int, str]] = []
         for entry in self.shards:
             with np.load(self.dir / entry["shard"], allow_pickle=False) as z:
                 rows.append(z["rows"])
@@ -204,7 +206,7 @@ def write_table(out: Path, columns: dict[str, np.ndarray], meta: dict[str, str])
         return atomic_write(out, lambda f: pq.write_table(table, f))
     arrays = dict(columns)
     arrays.update({k: np.asarray(v, dtype=str) for k, v in meta.items()})
-    return atomic_write(out, lambda f: np.savez(f, **arrays))
+    return atomic_write(out, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def write_errors(out: Path, errors: list[ItemError]) -> Path | None:

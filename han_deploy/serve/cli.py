@@ -75,9 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ort-tensorrt", action="store_true", help="add the TensorRT accelerator block to the ONNX models")
     r.add_argument("--no-python", action="store_true", help="do not write the python-backend tensor model")
     r.add_argument("--no-jpeg", action="store_true", help="do not write the python-backend encoded-image model")
+    r.add_argument("--no-ensembles", action="store_true", help="do not write han_preprocess and the JPEG ensembles")
+    r.add_argument(
+        "--ensemble-targets",
+        default=None,
+        metavar="LIST",
+        help="comma list of tensor models the JPEG ensembles end in (default: the python model and every engine)",
+    )
     r.add_argument("--python-source", type=Path, help="ONNX file the python models run (default: the FP32 ONNX artifact)")
     r.add_argument("--python-instances", type=int, default=1, help="instances (KIND_CPU) of each python model")
     r.add_argument("--python-threads", type=int, default=0, help="ONNX Runtime intra-op threads per python instance (0: default)")
+    r.add_argument(
+        "--python-spinning",
+        choices=("0", "1"),
+        default=None,
+        help="ONNX Runtime allow_spinning in the python models (0 on a shared CPU; default: ONNX Runtime's)",
+    )
     r.add_argument(
         "--sys-path",
         default=None,
@@ -124,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             python_source=args.python_source,
             python_instances=args.python_instances,
             python_threads=args.python_threads,
+            python_spinning=None if args.python_spinning is None else args.python_spinning == "1",
             jpeg_model=not args.no_jpeg,
+            ensembles=not args.no_ensembles,
+            ensemble_targets=None if args.ensemble_targets is None else [t for t in args.ensemble_targets.split(",") if t],
             sys_path=sys_path,
             name_prefix=args.name_prefix,
             overwrite=args.overwrite,

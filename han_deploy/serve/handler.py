@@ -14,17 +14,19 @@ from typing import Any
 
 import numpy as np
 
+from ..config import METADATA_KEY, read_contract
 from ..runtime import load_backend, preprocess
 from ..runtime.decode import DecodeError, decode_bytes
 
-INPUT_KINDS = ("tensor", "encoded")
+INPUT_KINDS = ("tensor", "encoded", "preprocess")
 
 
 @dataclass
 class Result:
-    """Per request: embeddings ``(n, D)`` and ``valid`` ``(n, 1)`` bool, or an error message."""
+    """Per request: embeddings ``(n, D)`` (or the network input ``images``) and ``valid`` ``(n, 1)``, or an error."""
 
     embeddings: np.ndarray | None = None
+    images: np.ndarray | None = None
     valid: np.ndarray | None = None
     error: str | None = None
 
@@ -41,14 +43,34 @@ def decode_image(data: Any) -> np.ndarray | None:
 
 
 class BatchHandler:
-    """Runs dynamic batches of tensor or encoded-image requests through one runtime backend."""
+    """Runs dynamic batches of tensor or encoded-image requests through one runtime backend.
 
-    def __init__(self, model_file: str | Path, input_kind: str = "tensor", device: str = "cpu", **backend_options: Any) -> None:
+    ``input_kind="preprocess"`` stops before the model (an ensemble's first step): results carry the
+    network input batch in ``images`` and no backend is loaded; the contract JSON gives the
+    preprocessing. The other kinds read the contract from ``model_file``.
+    """
+
+    def __init__(
+        self,
+        model_file: str | Path | None,
+        input_kind: str = "tensor",
+        device: str = "cpu",
+        contract: str | None = None,
+        **backend_options: Any,
+    ) -> None:
         if input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
         self.input_kind = input_kind
-        self.backend = load_backend(model_file, device=device, **backend_options)
-        self.config = self.backend.config
+        if input_kind == "preprocess":
+            if not contract:
+                raise ValueError("input_kind='preprocess' needs the contract JSON (the han_deploy.contract parameter)")
+            self.backend = None
+            self.config = read_contract({METADATA_KEY: contract})[0]
+        else:
+            if model_file is None:
+                raise ValueError(f"input_kind={input_kind!r} needs a model file")
+            self.backend = load_backend(model_file, device=device, **backend_options)
+            self.config = self.backend.config
         h, w = self.config.preprocess.input_size
         self.item_shape = (3, h, w)
         self.dim = self.config.embedding_dim
@@ -85,10 +107,14 @@ class BatchHandler:
                 else:
                     batch, valid = self._encoded_items(array)
             except (ValueError, TypeError) as exc:
-                results[i].error = f"request {i}: {exc}"
+                results[i].error = f"bad request: {exc}"
                 continue
             chunks.append(batch)
             owners.append((i, batch.shape[0], valid))
+        if self.backend is None:  # preprocess only: each request's own batch is its result
+            for (i, _, valid), batch in zip(owners, chunks, strict=True):
+                results[i].images, results[i].valid = batch, valid.reshape(-1, 1)
+            return results
         if not chunks:
             return results
         embeddings = self.backend.infer(np.concatenate(chunks)) if sum(n for _, n, _ in owners) else np.zeros((0, self.dim))
@@ -102,4 +128,5 @@ class BatchHandler:
         return results
 
     def close(self) -> None:
-        self.backend.close()
+        if self.backend is not None:
+            self.backend.close()

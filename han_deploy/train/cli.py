@@ -6,11 +6,11 @@ import argparse
 import logging
 import shlex
 import sys
+from pathlib import Path
 
+from ..evaluate.cli import TWO_DIRECTION_DATASETS
+from .state import STATE_NAME
 from .trainer import PAPER_EPOCHS, TrainConfig, relabel_subset, train
-
-# datasets whose protocol evaluates both camera directions (query <-> gallery) and their mean
-TWO_DIRECTION_DATASETS = ("cuhk03_pair",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate every N epochs and at the end (0 = never); best.safetensors keeps the best mAP",
     )
     r.add_argument("--output", default="runs/train", help="output folder for log, curves, checkpoints and resume state")
-    r.add_argument("--resume", action="store_true", help="continue the run in --output from its last.state.pt")
+    again = r.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in --output from its last.state.pt")
+    again.add_argument("--overwrite", action="store_true", help="start afresh in an --output that holds another run")
     r.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -110,7 +112,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
         workers=args.workers,
         threads=args.threads,
         eval_every=args.eval_every,
-        both_directions=args.dataset in TWO_DIRECTION_DATASETS,
+        both_directions=args.dataset.lower() in TWO_DIRECTION_DATASETS,
         seed=args.seed,
         output=args.output,
         dataset=args.dataset,
@@ -130,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         print(splits.statistics())
         if args.max_images is not None:
             splits = relabel_subset(splits, args.max_images, args.seed)
+        if not (args.resume or args.overwrite) and (Path(args.output) / STATE_NAME).exists():
+            raise FileExistsError(f"{args.output} already holds a run: --resume it, --overwrite it or pick another --output")
         result = train(splits, cfg, resume=args.resume)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"han-train: error: {exc}", file=sys.stderr)
         return 2
     print(f"checkpoint: {result.last_checkpoint}" + (f", best: {result.best_checkpoint}" if result.best_checkpoint else ""))

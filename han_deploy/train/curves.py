@@ -20,6 +20,7 @@ def plot_curves(entries: list[dict[str, Any]], out: str | os.PathLike[str], titl
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     evals = [e for e in entries if e.get("eval")]
     ncols = 3 if evals else 2
@@ -38,6 +39,7 @@ def plot_curves(entries: list[dict[str, Any]], out: str | os.PathLike[str], titl
             axes[2].plot([e["epoch"] for e in evals], [100 * e["eval"][key] for e in evals], marker="o", label=key)
         axes[2].set(xlabel="epoch", ylabel="%", title=evals[-1].get("eval_label", "evaluation"), ylim=(0, 100))
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)

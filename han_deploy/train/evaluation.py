@@ -37,11 +37,14 @@ def embed_records(
     split: str = "test",
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(features (n, D) float32, kept)``: embeddings of the readable records and their indices into ``records``."""
+    """``(features (n, D) float32, kept)``: embeddings of the readable records and their indices into ``records``.
+
+    The model is moved to ``device`` and run in eval mode (its previous mode is restored).
+    """
     dataset = ReidDataset(records, model.cfg.preprocess, split=split)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_bad)
     was_training = model.training
-    model.eval()
+    model.to(device).eval()
     feats: list[np.ndarray] = []
     kept: list[np.ndarray] = []
     try:

@@ -115,7 +115,11 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 
 
 class Trainer:
-    """Build with a config and the dataset splits; :meth:`fit` trains (or resumes) and returns a :class:`TrainResult`."""
+    """Build with a config and the dataset splits; :meth:`fit` trains (or resumes) and returns a :class:`TrainResult`.
+
+    A fresh run (``resume=False``) removes the log, best checkpoint and resume state of an earlier run in
+    the same output folder; ``han-train`` refuses such a folder unless told ``--resume`` or ``--overwrite``.
+    """
 
     def __init__(self, cfg: TrainConfig, splits: DatasetSplits, resume: bool = False) -> None:
         self.cfg, self.splits = cfg, splits
@@ -142,9 +146,17 @@ class Trainer:
         self.log_path = self.out / "train_log.jsonl"
         if resume:
             self._resume()
-        else:
-            self.log_path.unlink(missing_ok=True)
-        (self.out / "config.json").write_text(json.dumps(self._run_info(), indent=2) + "\n")
+        else:  # a fresh run: files of an earlier run in this folder would mislead (han-train asks before this)
+            for stale in (self.log_path, self.out / "best.safetensors", self.out / STATE_NAME):
+                stale.unlink(missing_ok=True)
+        self._write_config()
+
+    def _write_config(self) -> None:
+        """``config.json``: this invocation's config, plus every invocation (command, first epoch) of the run."""
+        path = self.out / "config.json"
+        history = json.loads(path.read_text()).get("invocations", []) if self.start_epoch > 1 and path.exists() else []
+        history.append({"command": self.cfg.command, "start_epoch": self.start_epoch, "epochs": self.cfg.epochs})
+        path.write_text(json.dumps(self._run_info() | {"invocations": history}, indent=2) + "\n")
 
     def _run_info(self) -> dict[str, Any]:
         return {

@@ -78,7 +78,8 @@ def draw_regions(crop: np.ndarray, boxes: Sequence[RegionBox], scale: int) -> np
                 draw.dashed_line(panel, p0, p1, colour)
             else:
                 cv2.line(panel, p0, p1, colour, 2, cv2.LINE_AA)
-        draw.label(panel, str(t + 1), (x0 + 3, min(y0 + 3, h - 16)), colour)
+        # labels staggered by region so that coinciding regions (e.g. all pushed into one corner) stay readable
+        draw.label(panel, str(t + 1), (min(x0 + 3 + 16 * t, w - 14), min(y0 + 3, h - 16)), colour)
     return panel
 
 
@@ -88,7 +89,8 @@ def attention_figure(att: ImageAttention, title: str, region_sizes: Sequence[tup
     panels = [draw.caption(big, "input")]
     for level, boxes in enumerate(att.boxes):
         rh, rw = region_sizes[level]
-        panels.append(draw.caption(draw_regions(att.crop, boxes, scale), f"L{level + 1} hard {rh}x{rw}"))
+        inside = 100 * float(np.mean([b.inside_fraction for b in boxes]))
+        panels.append(draw.caption(draw_regions(att.crop, boxes, scale), f"L{level + 1} hard {rh}x{rw}, {inside:.0f}% in"))
     for level, spatial in enumerate(att.spatial):
         if spatial is None:
             panel = cv2.cvtColor(cv2.cvtColor(big, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)

@@ -91,7 +91,7 @@ def ranked_list_figure(
     title: str = "",
 ) -> np.ndarray:
     """One row: the query (black frame) then its ranked gallery images framed green/red, each captioned."""
-    tiles = [draw.caption(draw.border(_tile(query.path, size, scale), draw.BLACK, FRAME), f"query id{query.pid} c{query.camid}")]
+    tiles = [draw.caption(draw.border(_tile(query.path, size, scale), draw.BLACK, FRAME), f"query id{query.pid}")]
     for rank, (g, dist, ok) in enumerate(zip(ranked.gallery, ranked.distances, ranked.matches, strict=True), 1):
         rec = gallery[int(g)]
         tile = draw.border(_tile(rec.path, size, scale), draw.GREEN if ok else draw.RED, FRAME)

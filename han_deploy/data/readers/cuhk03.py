@@ -50,6 +50,8 @@ def cuhk03(root: Path, split: str = "labeled") -> DatasetSplits:
     names = _names(mat["filelist"])
     labels = np.asarray(mat["labels"]).ravel().astype(np.int64)
     cams = np.asarray(mat["camId"]).ravel().astype(np.int64)
+    if cams.size and cams.min() < 1:
+        raise ValueError(f"cuhk03: {mat_path}: camId should be 1-based (1 or 2), found {cams.min()}")
     if not len(names) == len(labels) == len(cams):
         raise ValueError(f"cuhk03: {mat_path}: filelist/labels/camId lengths differ ({len(names)}, {len(labels)}, {len(cams)})")
 
