@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         "torch_eager_fp32": "PyTorch eager FP32",
     }
     for key, prof in profiles.items():
-        run = f", median run {prof['median_run_ms']:.1f} ms" if prof.get("median_run_ms") else ""
+        if prof.get("median_run_ms"):
+            run = f", median run {prof['median_run_ms']:.1f} ms"
+        else:
+            run = f", operator self time {sum(r['ms_per_run'] for r in prof['ops']):.1f} ms per run"
         md += [f"## {titles[key]}{run}", "", ops_markdown(prof["ops"]), ""]
     (args.out / f"profile-{name}.md").write_text("\n".join(md))
     print(f"wrote {args.out / f'profile-{name}.md'}", file=sys.stderr)

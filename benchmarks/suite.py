@@ -43,11 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (untested here)")
     p.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,8,32 on CPU; 1..1024 on GPU)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for PyTorch and ONNX Runtime (default 2)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed calls per case and batch before timing (default 5)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per case and batch before timing (default 3)")
     p.add_argument("--duration", type=float, default=1.0, help="seconds per timed block (default 1.0)")
     p.add_argument("--min-iters", type=int, default=3, help="timed calls per block at least (default 3)")
     p.add_argument(
-        "--repeats", type=int, default=7, help="timed blocks per case and batch; p50 = median of block medians (default 7)"
+        "--repeats", type=int, default=5, help="timed blocks per case and batch; p50 = median of block medians (default 5)"
     )
     p.add_argument("--calib-size", type=int, default=128, help="synthetic crops calibrating INT8 (default 128, as han-export)")
     p.add_argument(

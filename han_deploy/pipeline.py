@@ -281,7 +281,8 @@ class Demo:
         plot = plot_latency_throughput(results, self.s.out / "plots" / "latency.png", title=f"{VARIANT} on this CPU")
         table = text_table(results).splitlines()
         self.sections["Latency"] = Section(table, [plot] if plot else [])
-        return table
+        print("\n".join(f"      {line}" for line in table))
+        return _latency_summary(results)
 
     def stage_pictures(self) -> list[str]:
         from .viz.attention import render_attention
@@ -382,6 +383,16 @@ def _ids(records: list[Any], keep: np.ndarray | None = None) -> tuple[np.ndarray
     pids = np.array([r.pid for r in records], dtype=np.int64)
     cams = np.array([r.camid for r in records], dtype=np.int64)
     return (pids, cams) if keep is None else (pids[keep], cams[keep])
+
+
+def _latency_summary(results: list[dict[str, Any]]) -> list[str]:
+    """One line per batch size: median latency of every case that ran (the full table goes to the report)."""
+    per_batch: dict[int, list[str]] = {}
+    for res in results:
+        for row in res["batches"]:
+            if res["status"] == "ok" and row.get("status") == "ok":
+                per_batch.setdefault(row["batch"], []).append(f"{res['backend']} {res['precision']} {row['p50_ms']:.1f} ms")
+    return [f"batch {b} p50: {', '.join(cases)}" for b, cases in sorted(per_batch.items())] or ["no case ran"]
 
 
 def _pick(result: dict[str, Any]) -> dict[str, float]:

@@ -112,6 +112,10 @@ def test_ort_trace_aggregates_kernel_time_per_operator_kind() -> None:
     assert ops["Conv 1x1"]["ms_per_run"] == pytest.approx(0.05) and ops["Conv 1x1"]["calls_per_run"] == 1
     assert ops["GridSample"]["share"] == pytest.approx(0.4)
     assert sum(r["share"] for r in ops.values()) == pytest.approx(1.0)
+    # ONNX Runtime's QLinearConv event does not show its prepacked weight: the kind comes from the graph, by node name
+    q = {"cat": "Node", "name": "/l1/Conv_token_7_kernel_time", "dur": 10, "args": {"op_name": "QLinearConv"}}
+    assert aggregate_ort_trace([q], 1, {"/l1/Conv": [8, 1, 3, 3]})[0]["op"] == "QLinearConv depthwise 3x3"
+    assert aggregate_ort_trace([q], 1)[0]["op"] == "QLinearConv"
 
 
 def test_gemm_peak_is_the_best_fp32_library() -> None:

@@ -132,7 +132,7 @@ def test_kept_float_nodes_are_stem_grid_and_tail(exported: tuple[Path, dict]) ->
     ops = {reason: {by_name[n].op_type for n, r in kept.items() if r == reason} for reason in set(kept.values())}
     assert ops["stem"] == {"Conv"}
     assert {"Tanh", "Gemm", "Add"} <= ops["crop-grid"] and "Conv" not in ops["crop-grid"] and "GridSample" not in ops["crop-grid"]
-    assert {"BatchNormalization", "ReduceL2", "Div", "Concat"} <= ops["embedding-tail"] and "Conv" not in ops["embedding-tail"]
+    assert {"MatMul", "BatchNormalization", "ReduceL2", "Div", "Concat"} <= ops["embedding-tail"] and "Conv" not in ops["embedding-tail"]
 
 
 def test_manifest_hashes_match_and_detect_changes(exported: tuple[Path, dict], tmp_path: Path) -> None:

@@ -65,10 +65,11 @@ def make_data(folder: Path, n_crops: int, n_frames: int) -> tuple[list[Path], li
     return paths, frames
 
 
-def timed(fn: Any) -> float:
-    t0 = time.perf_counter()
+def timed(fn: Any) -> tuple[float, float]:
+    """Wall-clock seconds and CPU seconds of this process (all its threads) spent in ``fn()``."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def run_variant(onnx: Path, crops: list[Path], frames: list[Path], args: argparse.Namespace) -> dict[str, Any]:
@@ -104,19 +105,27 @@ def run_variant(onnx: Path, crops: list[Path], frames: list[Path], args: argpars
     for fn, _ in cases.values():  # warm-up: sessions, thread pools, page cache
         fn()
     rates: dict[str, list[float]] = {k: [] for k in cases}
+    cpu_rates: dict[str, list[float]] = {k: [] for k in cases}  # images per CPU-second
     for r in range(args.rounds):
         order = list(cases) if r % 2 == 0 else list(cases)[::-1]  # alternate the order against drift
         for name in order:
             fn, n = cases[name]
-            rates[name].append(n / timed(fn))
+            wall, cpu = timed(fn)
+            rates[name].append(n / wall)
+            cpu_rates[name].append(n / cpu)
     ex.close()
-    out: dict[str, Any] = {"rates": rates}
+    out: dict[str, Any] = {"rates": rates, "cpu_rates": cpu_rates}
     for name, vals in rates.items():
-        out[name] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+        out[name] = _stats(vals)
     for name in ("e2e", "serial", "frames"):
-        ratios = [a / b for a, b in zip(rates[name], rates["infer"], strict=True)]
-        out[f"{name}_over_infer"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+        out[f"{name}_over_infer"] = _stats([a / b for a, b in zip(rates[name], rates["infer"], strict=True)])
+        out[f"{name}_cpu_over_infer"] = _stats([a / b for a, b in zip(cpu_rates[name], cpu_rates["infer"], strict=True)])
+    out["infer_cpu"] = _stats(cpu_rates["infer"])
     return out
+
+
+def _stats(vals: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
 
 
 def _cell(r: dict[str, float], percent: bool = False) -> str:
@@ -133,6 +142,12 @@ COLUMNS = [
     ("serial / infer", "serial_over_infer", True),
     ("frames+boxes (crops/s)", "frames", False),
     ("frames / infer", "frames_over_infer", True),
+]
+CPU_COLUMNS = [
+    ("inference alone (img per CPU-s)", "infer_cpu", False),
+    ("e2e / infer, per CPU-s", "e2e_cpu_over_infer", True),
+    ("serial / infer, per CPU-s", "serial_cpu_over_infer", True),
+    ("frames / infer, per CPU-s", "frames_cpu_over_infer", True),
 ]
 
 
@@ -153,6 +168,16 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     ]
     for v, r in results.items():
         lines.append(f"| {v} | " + " | ".join(_cell(r[key], pct) for _, key, pct in COLUMNS) + " |")
+    lines += [
+        "",
+        "CPU cost (process CPU time of all threads; robust to other users' load): images per CPU-second, and the",
+        "e2e/infer ratio of that, i.e. the share of inference throughput end to end keeps when the cores are the limit.",
+        "",
+        "| variant | " + " | ".join(c[0] for c in CPU_COLUMNS) + " |",
+        "|---" * (len(CPU_COLUMNS) + 1) + "|",
+    ]
+    for v, r in results.items():
+        lines.append(f"| {v} | " + " | ".join(_cell(r[key], pct) for _, key, pct in CPU_COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -197,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         for v in args.variants:
             results[v] = run_variant(models[v], crops, frames, args)
             r = results[v]
-            print(v, " ".join(f"{key}={_cell(r[key], pct)}" for _, key, pct in COLUMNS), flush=True)
+            print(v, " ".join(f"{key}={_cell(r[key], pct)}" for _, key, pct in COLUMNS + CPU_COLUMNS), flush=True)
         meta["load_after"] = load_snapshot()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{tag}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")

@@ -76,7 +76,7 @@ def metric_tables() -> str:
 def run_summaries() -> str:
     out = [
         "",
-        "| run | epochs | wall time | CPU time | mean images/s | last loss | last train acc (global/local) |",
+        "| run | epochs run (lr of each) | wall time | CPU time | images/s (wall) | last loss | last train acc (global/local) |",
         "|---" * 7 + "|",
     ]
     for folder, name in RUNS:
@@ -92,10 +92,10 @@ def run_summaries() -> str:
         wall = sum(e["seconds"] for e in entries)
         cpu = sum(e.get("cpu_seconds", float("nan")) for e in entries)
         images = sum(e["images"] for e in entries)
-        planned = json.loads((run / "config.json").read_text())["train"]["epochs"]
+        lrs = ", ".join(f"{e['lr']:g}" for e in entries)
         last = entries[-1]
         out.append(
-            f"| {folder} | {len(entries)} of {planned} | {wall / 60:.1f} min | {cpu / 60:.1f} min | {images / wall:.1f} | "
+            f"| {folder} | {len(entries)} (lr {lrs}) | {wall / 60:.1f} min | {cpu / 60:.1f} min | {images / wall:.1f} | "
             f"{last['loss']['total']:.3f} | {_pct(last['train_acc']['global'])} / {_pct(last['train_acc']['local'])} % |"
         )
     return "\n".join(out)

@@ -193,15 +193,17 @@ def _check_engine(path: Path, parser: argparse.ArgumentParser) -> None:
 
 
 def _cases(args: argparse.Namespace, parser: argparse.ArgumentParser, workdir: Path) -> list[Any]:
+    from ..runtime.backends import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES
     from .cases import RunOptions, artifact_case, module_cases
     from .models import create_han, model_info
 
-    device = args.device or ("cuda" if args.engine and args.engine.suffix.lower() in (".engine", ".plan", ".trt") else "cpu")
+    suffix = args.engine.suffix.lower() if args.engine is not None else ""
+    device = args.device or ("cuda" if suffix in ENGINE_SUFFIXES else "cpu")
     if device != "cpu" and not device.startswith("cuda"):
         parser.error(f"--device must be cpu or cuda[:N], got {device!r}")
     opts = RunOptions(device, args.threads, args.channels_last, args.compile, args.spinning, args.calib_size)
-    if args.engine is not None and args.engine.suffix.lower() != ".safetensors":
-        if args.backend and args.backend != (["tensorrt"] if args.engine.suffix.lower() != ".onnx" else ["onnxruntime"]):
+    if args.engine is not None and suffix not in CHECKPOINT_SUFFIXES:
+        if args.backend and args.backend != (["tensorrt"] if suffix in ENGINE_SUFFIXES else ["onnxruntime"]):
             parser.error(
                 f"--backend {','.join(args.backend)} does not apply to {args.engine.name}: its backend is set by the file"
             )

@@ -7,7 +7,9 @@ network its contract describes, rebuilt and counted.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -147,7 +149,8 @@ def export_int8(fp32_path: Path, path: Path, model_cfg: Any, flavour: str = "cpu
     from ..export.quantize import quantize_int8
 
     reader = CropCalibrationReader(synthetic_crops(calib_size, seed=seed), model_cfg.preprocess)
-    quantize_int8(fp32_path, path, reader, flavour=flavour)
+    with contextlib.redirect_stdout(sys.stderr):  # the calibrator prints progress; stdout may carry han-bench's JSON
+        quantize_int8(fp32_path, path, reader, flavour=flavour)
     return path
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -18,26 +19,51 @@ from typing import Any
 import numpy as np
 
 
-def aggregate_ort_trace(events: list[dict[str, Any]], runs: int) -> list[dict[str, Any]]:
-    """Per operator type: total kernel microseconds per run, share of the operator time, kernel count per run."""
+def aggregate_ort_trace(
+    events: list[dict[str, Any]], runs: int, conv_weights: dict[str, list[int]] | None = None
+) -> list[dict[str, Any]]:
+    """Per operator type: total kernel microseconds per run, share of the operator time, kernel count per run.
+
+    ``conv_weights`` (conv node name -> weight shape, from :func:`conv_weight_shapes`) names the kernel kind
+    of convolutions whose trace event does not show their (prepacked) weight, e.g. ONNX Runtime's QLinearConv.
+    """
     total: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     for ev in events:
-        if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
+        name = str(ev.get("name", ""))
+        if ev.get("cat") != "Node" or not name.endswith("_kernel_time"):
             continue
-        op = _op_label(ev.get("args", {}))
+        node = re.sub(r"_token_\d+$", "", name.removesuffix("_kernel_time"))
+        op = _op_label(ev.get("args", {}), (conv_weights or {}).get(node))
         total[op] += float(ev.get("dur", 0))
         count[op] += 1
     return _shares(total, count, runs)
 
 
-def _op_label(args: dict[str, Any]) -> str:
+def conv_weight_shapes(path: str | os.PathLike[str]) -> dict[str, list[int]]:
+    """Conv node name -> weight shape (O, I/groups, kH, kW) in an ONNX file, through a weight's DequantizeLinear."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dims = {init.name: list(init.dims) for init in graph.initializer}
+    dequant = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    out = {}
+    for n in graph.node:
+        if "Conv" in n.op_type and len(n.input) > 1:
+            weight = dims.get(n.input[1]) or dims.get(dequant.get(n.input[1], ""))
+            if weight and len(weight) == 4:
+                out[n.name] = weight
+    return out
+
+
+def _op_label(args: dict[str, Any], weight: list[int] | None = None) -> str:
     """The operator type; convolutions split by kernel kind (1x1, depthwise kxk, dense kxk) from their weight shape."""
     op = str(args.get("op_name", "?"))
     if "conv" not in op.lower():
         return op
-    shapes = [next(iter(d.values())) for d in args.get("input_type_shape", []) if isinstance(d, dict) and d]
-    weight = next((s for s in shapes[1:] if isinstance(s, list) and len(s) == 4), None)
+    if weight is None:
+        shapes = [next(iter(d.values())) for d in args.get("input_type_shape", []) if isinstance(d, dict) and d]
+        weight = next((s for s in shapes[1:] if isinstance(s, list) and len(s) == 4), None)
     if weight is None:
         return op
     _, in_per_group, kh, kw = weight
@@ -78,7 +104,7 @@ def profile_onnxruntime(
     # the warm-up runs are in the trace too: keep the events from the first timed ``model_run`` on
     runs_ev = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])[warmup:]
     cutoff = runs_ev[0]["ts"] if runs_ev else 0
-    per_op = aggregate_ort_trace([e for e in events if e.get("ts", 0) >= cutoff], runs)
+    per_op = aggregate_ort_trace([e for e in events if e.get("ts", 0) >= cutoff], runs, conv_weight_shapes(path))
     run_ms = [e["dur"] / 1e3 for e in runs_ev]
     return {
         "path": str(path),

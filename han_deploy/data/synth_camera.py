@@ -53,13 +53,13 @@ class Camera:
 def sample_camera(rng: np.random.Generator) -> Camera:
     """Draw one camera's settings."""
     views = rng.dirichlet([1.2, 1.2, 0.8, 0.8])
-    cast = rng.normal(1.0, 0.06, 3)
+    cast = rng.normal(1.0, 0.05, 3)
     return Camera(
         wall=WALLS[int(rng.integers(len(WALLS)))],
         floor=FLOORS[int(rng.choice(len(FLOORS), p=FLOOR_WEIGHTS))],
         horizon=float(rng.uniform(0.45, 0.7)),
         gains=tuple(float(v) for v in np.clip(cast / cast.mean(), 0.8, 1.2)),  # type: ignore[arg-type]
-        offset=tuple(float(v) for v in rng.normal(0, 5, 3)),  # type: ignore[arg-type]
+        offset=tuple(float(v) for v in rng.normal(0, 2, 3)),  # type: ignore[arg-type]
         brightness=float(rng.uniform(0.85, 1.15)),
         contrast=float(rng.uniform(0.85, 1.1)),
         saturation=float(rng.uniform(0.65, 1.1)),

@@ -150,7 +150,9 @@ def kept_float_nodes(model: Any) -> dict[str, str]:
       and ONNX Runtime does not fuse the 3x3 one into an integer conv, so Q/DQ would only add work;
     * ``crop-grid``: the hard-attention FC, its tanh and all arithmetic from there to GridSample's grid
       input (region coordinates: an error of one quantization step moves the whole crop);
-    * ``embedding-tail``: everything after the head FCs (BN1d, ReLU, L2 normalisation, concat).
+    * ``embedding-tail``: the head FCs and everything after them (BN1d, ReLU, L2 normalisation, concat):
+      ~0.5% of the MACs, but BN1d rescales the FC output per unit, so its INT8 error reaches the
+      embedding amplified (measured: the largest single gain, see docs/export.md).
     """
     graph = model.graph
     producers = _producers(graph)
@@ -179,7 +181,7 @@ def kept_float_nodes(model: Any) -> dict[str, str]:
     for head in heads:
         downstream = _descendants(graph, head.output)
         if any(o in outputs for name in downstream for o in by_name[name].output):
-            for name in downstream:
+            for name in (head.name, *downstream):
                 kept.setdefault(name, "embedding-tail")
     return kept
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..runtime.preprocess import preprocess, resize_crop
 from . import draw
@@ -123,22 +124,25 @@ def render_attention(
     An unreadable image is reported and skipped; the others are still drawn.
     """
     out = Path(out_dir)
-    images: list[np.ndarray] = []
-    sources: list[Path] = []
+    paths = [Path(p) for p in image_paths]
     failures: list[tuple[Path, str]] = []
-    for p in map(Path, image_paths):
-        try:
-            images.append(draw.read_bgr(p))
-            sources.append(p)
-        except (OSError, ValueError) as exc:
-            failures.append((p, str(exc)))
     written: list[Path] = []
     used: set[str] = set()
-    for src, att in zip(sources, compute_attention(model, images, batch_size), strict=True):
-        name = src.stem
-        while name in used:  # two inputs with the same stem from different folders
-            name += "_"
-        used.add(name)
-        title = f"{src.name}{'  |  ' + label if label else ''}"
-        written.append(draw.write_png(out / f"{name}_attention.png", attention_figure(att, title, model.cfg.region_sizes, scale)))
+    for start in tqdm(range(0, len(paths), batch_size), desc="attention", unit="batch", disable=len(paths) <= batch_size):
+        images: list[np.ndarray] = []
+        sources: list[Path] = []
+        for p in paths[start : start + batch_size]:  # one chunk in memory at a time
+            try:
+                images.append(draw.read_bgr(p))
+                sources.append(p)
+            except (OSError, ValueError) as exc:
+                failures.append((p, str(exc)))
+        for src, att in zip(sources, compute_attention(model, images, batch_size), strict=True):
+            name = src.stem
+            while name in used:  # two inputs with the same stem from different folders
+                name += "_"
+            used.add(name)
+            title = f"{src.name}{'  |  ' + label if label else ''}"
+            figure = attention_figure(att, title, model.cfg.region_sizes, scale)
+            written.append(draw.write_png(out / f"{name}_attention.png", figure))
     return written, failures
