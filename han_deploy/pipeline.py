@@ -48,7 +48,7 @@ class Sizes:
     rank_queries: int
 
 
-# --quick: seconds to a minute (tests); default: about 10 minutes on 2 cores (measured numbers in docs/pipeline.md)
+# --quick: about a minute of CPU (tests); default: aimed at ~10 minutes on 2 idle cores (estimate in docs/pipeline.md)
 QUICK = Sizes(12, 3, (2, 3), 1, 16, 16, (1, 4), 0.2, 2, 2)
 DEFAULT = Sizes(120, 4, (3, 6), 12, 32, 128, (1, 8, 32), 1.0, 6, 6)
 

@@ -42,6 +42,7 @@ class QuantizeReport:
     calib_size: int
     kept_float: dict[str, str]
     split_dequantize: int
+    kept_convs: list[str] = field(default_factory=list)
     qdq: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,7 +54,7 @@ class QuantizeReport:
             "calib_method": self.calib_method,
             "calib_size": self.calib_size,
             "kept_float_nodes": reasons,
-            "kept_float_convs": sorted(n for n, r in self.kept_float.items() if r in ("stem", "soft-spatial")),
+            "kept_float_convs": sorted(self.kept_convs),
             "split_dequantize": self.split_dequantize,
             "qdq": self.qdq,
         }
@@ -107,12 +108,14 @@ def quantize_int8(
     calib_method: str = "percentile",
     percentile: float = 99.99,
     keep_float: tuple[str, ...] = KEEP_FLOAT,
+    extra_float: tuple[str, ...] = (),
 ) -> QuantizeReport:
     """Quantize the FP32 ONNX at ``fp32_path`` into ``out_path`` (written via a temporary name).
 
     ``reader`` is an ONNX Runtime ``CalibrationDataReader`` (e.g. :class:`CropCalibrationReader`).
     Metadata (the preprocessing contract) is carried over, with ``precision`` and ``int8_flavour`` added.
-    ``keep_float`` names the groups of nodes left in float (all by default; fewer only for ablations).
+    ``keep_float`` names the groups of nodes left in float (all by default; fewer only for ablations);
+    ``extra_float`` lists further node names to leave in float (ablations).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -124,6 +127,7 @@ def quantize_int8(
     model = onnx.load(str(fp32_path))
     graph_checks.unshare_initializers(model)
     kept = {n: r for n, r in graph_checks.kept_float_nodes(model).items() if r in keep_float}
+    kept.update({name: "requested" for name in extra_float if name not in kept})
     extra: dict[str, Any] = {
         "WeightSymmetric": True,
         "ActivationSymmetric": flavour == "tensorrt",
@@ -186,5 +190,6 @@ def quantize_int8(
         os.replace(tmp_out, out_path)
     finally:
         tmp_out.unlink(missing_ok=True)
-    report = QuantizeReport(flavour, calib_method, len(reader), kept, split, graph_checks.qdq_summary(quantized))
+    kept_convs = [n.name for n in model.graph.node if n.name in kept and n.op_type in graph_checks.CONV_OPS]
+    report = QuantizeReport(flavour, calib_method, len(reader), kept, split, kept_convs, graph_checks.qdq_summary(quantized))
     return report

@@ -106,7 +106,8 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     """Encode ``image`` as PNG and write it, creating parent folders; raises with the path if encoding fails."""
     path = Path(path)
-    ok, data = cv2.imencode(".png", image)
+    # level 6: a third of the size OpenCV 5 writes by default, ~0.1 s CPU per attention picture
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
         raise OSError(f"could not encode PNG for {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
