@@ -53,6 +53,8 @@ class HANConfig:
     soft_channel: bool = True
     hard_regional: bool = True
     cail: bool = True
+    # gradient scale on the hard-attention FC: keeps its tanh out of saturation at the paper's lr (measured)
+    theta_grad_scale: float = 0.01
     feature: str = "both"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 

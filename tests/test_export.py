@@ -132,7 +132,9 @@ def test_kept_float_nodes_are_stem_grid_and_tail(exported: tuple[Path, dict]) ->
     ops = {reason: {by_name[n].op_type for n, r in kept.items() if r == reason} for reason in set(kept.values())}
     assert ops["stem"] == {"Conv"}
     assert {"Tanh", "Gemm", "Add"} <= ops["crop-grid"] and "Conv" not in ops["crop-grid"] and "GridSample" not in ops["crop-grid"]
-    assert {"MatMul", "BatchNormalization", "ReduceL2", "Div", "Concat"} <= ops["embedding-tail"] and "Conv" not in ops["embedding-tail"]
+    assert {"MatMul", "BatchNormalization", "ReduceL2", "Div", "Concat"} <= ops["embedding-tail"] and "Conv" not in ops[
+        "embedding-tail"
+    ]
 
 
 def test_manifest_hashes_match_and_detect_changes(exported: tuple[Path, dict], tmp_path: Path) -> None:
@@ -221,13 +223,13 @@ def test_calibration_reader_yields_runtime_preprocessing_and_rewinds() -> None:
 
 def test_gate_judges_thresholds_and_enforcement() -> None:
     per_batch = {1: {"mean": 0.993, "min": 0.98}, 7: {"mean": 0.992, "min": 0.97}, 32: {"mean": 0.994, "min": 0.98}}
-    cpu = parity.judge("model.int8-cpu.onnx", "int8-cpu", per_batch, trained=True)
+    cpu = parity.judge("model.int8-cpu.onnx", "int8-cpu", per_batch, enforce=True)
     assert not cpu.passed and cpu.value == 0.992 and "worst at batch 7" in cpu.failures[0]
-    assert parity.judge("model.int8-cpu.onnx", "int8-cpu", per_batch, trained=False).passed  # reported, not enforced
-    assert parity.judge("model.int8.onnx", "int8", per_batch, trained=True).passed
+    assert parity.judge("model.int8-cpu.onnx", "int8-cpu", per_batch, enforce=False).passed  # reported, not enforced
+    assert parity.judge("model.int8.onnx", "int8", per_batch, enforce=True).passed
     dropped = parity.judge("model.int8.onnx", "int8", per_batch, True, {"R1": 80.0, "mAP": 60.0, "map_drop": 1.5})
     assert not dropped.passed and "mAP drop 1.50" in dropped.failures[0]
-    assert not parity.judge("model.onnx", "fp32", per_batch, trained=False).passed  # FP32 is always enforced
+    assert not parity.judge("model.onnx", "fp32", per_batch, enforce=False).passed  # FP32 is always enforced
 
 
 def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:

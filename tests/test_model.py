@@ -144,3 +144,20 @@ def test_variants_differ_only_in_stride_placement() -> None:
     s, m = create_model("han_small"), create_model("han_medium")
     assert [p.shape for p in s.parameters()] == [p.shape for p in m.parameters()]
     assert s.cfg.strides == (2, 1, 1) and m.cfg.strides == (1, 2, 1)
+
+
+def test_theta_grad_scale_scales_the_gradient_not_the_value(images: torch.Tensor) -> None:
+    grads, thetas = [], []
+    for scale in (1.0, 0.01):
+        torch.manual_seed(0)
+        model = create_model("han_small", num_classes=5, theta_grad_scale=scale).train()
+        with torch.no_grad():
+            model.attention[1].hard.fc.weight.normal_(0, 0.05)
+        out = model(images)
+        F.cross_entropy(out.local_logits, torch.tensor([0, 1, 2, 3])).backward()
+        grads.append(model.attention[1].hard.fc.weight.grad.clone())
+        _, _, rec = model.forward_features(images, with_attention=True)
+        thetas.append(rec[1].theta.detach())
+    torch.testing.assert_close(thetas[0], thetas[1])
+    torch.testing.assert_close(grads[1], grads[0] * 0.01, rtol=1e-2, atol=1e-7)
+    assert grads[0].abs().max() > 1e-4  # the unscaled gradient is not negligible

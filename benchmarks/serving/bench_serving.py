@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "nvidia-pytriton": version("nvidia-pytriton"),
         "tritonserver": "2.51 (bundled in nvidia-pytriton)",
         "tritonclient": version("tritonclient"),
-        "stub_numpy": stub_numpy[0].name.split("-")[1] if stub_numpy else "this interpreter's",
+        "stub_numpy": stub_numpy[0].name.removesuffix(".dist-info").split("-")[1] if stub_numpy else "this interpreter's",
     }
     work = Path(tempfile.mkdtemp(prefix="han-serving-bench-"))
     onnx_path = args.onnx
@@ -350,13 +350,15 @@ def markdown(record: dict[str, Any]) -> str:
         + ", ".join(f"{k} {x:.1e}" for k, x in record["parity_max_abs_diff"].items())
         + ".",
         "",
-        "| path | C | requests | req/s (= emb/s) | p50 ms | p99 ms | Triton executions | mean batch | queue ms | compute ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| path | C | requests | req/s (= emb/s) | repeats' range | p50 ms | p99 ms | Triton executions | mean batch "
+        "| queue ms | compute ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in record["results"]:
         t = r.get("triton", {})
         lines.append(
             f"| {r['path']} | {r['concurrency']} | {r['requests']} | {r['embeddings_per_s']:.1f} | "
+            + ("{:.0f}-{:.0f} | ".format(*r["requests_per_s_range"]) if "requests_per_s_range" in r else "- | ")
             + (f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | " if "p50_ms" in r else "- | - | ")
             + (
                 f"{t['executions']} | {t['mean_batch']:.1f} | {t['queue_ms_per_request']:.1f} | "

@@ -7,6 +7,8 @@ per model and reused by its INT8 and FP16 cases.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +94,7 @@ def module_cases(
             if precision not in PRECISIONS:
                 raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
             key = f"{name}/{backend}/{precision}" + (_torch_suffix(opts) if backend == "torch" else "")
-            cases.append(Case(key, info, backend, precision, lambda b=backend, p=precision, k=key: build(b, p, k)))
+            cases.append(Case(key, info, backend, precision, functools.partial(build, backend, precision, key)))
     return cases
 
 
@@ -103,14 +105,17 @@ def artifact_case(path: Path, opts: RunOptions) -> Case:
     """
     from ..runtime.backends import ENGINE_SUFFIXES
 
+    build: Callable[[], Runner]
     if path.suffix.lower() in ENGINE_SUFFIXES:
         info, precision = engine_info(path)
-        build = lambda: BackendRunner(path, path.name, opts.device, precision=precision)  # noqa: E731
+        build = functools.partial(BackendRunner, path, path.name, opts.device, precision=precision)
         return Case(f"{path.name}/tensorrt", info, "tensorrt", precision, build)
     contract, cfg, precision = onnx_contract(path)
     info = info_from_contract(path, contract, cfg)
     if cfg is None:
-        build = lambda: ForeignOnnxRunner(path, path.name, opts.threads, opts.spinning)  # noqa: E731
+        build = functools.partial(ForeignOnnxRunner, path, path.name, opts.threads, opts.spinning)
     else:
-        build = lambda: BackendRunner(path, path.name, opts.device, opts.threads, spinning=opts.spinning, precision=precision)  # noqa: E731
+        build = functools.partial(
+            BackendRunner, path, path.name, opts.device, opts.threads, spinning=opts.spinning, precision=precision
+        )
     return Case(f"{path.name}/onnxruntime", info, "onnxruntime", precision, build)

@@ -211,7 +211,8 @@ def create_comparator(
     **options: Any,
 ) -> nn.Module:
     """``create_comparator("resnet50")`` or ``("mobilenetv2")``; ``options`` go to the network (e.g. ``last_stride=1``)."""
-    pre = dataclasses.replace(PreprocessConfig(), input_size=tuple(input_size))
+    h, w = input_size
+    pre = dataclasses.replace(PreprocessConfig(), input_size=(int(h), int(w)))
     if name == "resnet50":
         cfg = ComparatorConfig(name, 2048, embed_dim, num_classes, pre, tuple(sorted(options.items())))
         return ResNet50ReID(cfg, **options)

@@ -53,6 +53,7 @@ def _cpuinfo() -> dict[str, str]:
 def cpu_info() -> dict[str, Any]:
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

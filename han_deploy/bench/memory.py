@@ -87,7 +87,6 @@ class MemoryStats:
 
 def measure_memory(fn: Callable[[], Any], calls: int = 3, cuda: bool = False) -> MemoryStats:
     """Run ``fn`` ``calls`` times and report the peak memory it reached."""
-    torch = None
     if cuda:
         import torch
 
@@ -97,8 +96,11 @@ def measure_memory(fn: Callable[[], Any], calls: int = 3, cuda: bool = False) ->
     reset = reset_peak_rss()
     for _ in range(max(1, calls)):
         fn()
-    cuda_peak = None
-    if torch is not None:
-        torch.cuda.synchronize()
-        cuda_peak = int(torch.cuda.max_memory_allocated())
-    return MemoryStats(peak_rss(), before, reset, cuda_peak)
+    return MemoryStats(peak_rss(), before, reset, _cuda_peak() if cuda else None)
+
+
+def _cuda_peak() -> int:
+    import torch
+
+    torch.cuda.synchronize()
+    return int(torch.cuda.max_memory_allocated())

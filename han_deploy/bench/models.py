@@ -100,7 +100,8 @@ def info_from_contract(path: Path, contract: dict[str, Any] | None, cfg: HANConf
         return _info(path.stem, (0, 0), None, None, None, "unknown: no han-deploy contract")
     model_dict = contract.get("model", {})
     name = han_name(cfg) if cfg else str(model_dict.get("variant", path.stem))
-    size = tuple(cfg.preprocess.input_size) if cfg else tuple(model_dict.get("preprocess", {}).get("input_size", (0, 0)))
+    h, w = cfg.preprocess.input_size if cfg else model_dict.get("preprocess", {}).get("input_size", (0, 0))
+    size = (int(h), int(w))
     budget = han_budget(cfg) if cfg else None
     params = contract.get("params")
     if cfg is None or ("flops" in contract and params is not None):
@@ -134,7 +135,7 @@ def export_fp32(model: Any, path: Path, info: ModelInfo | None = None) -> Path:
     """FP32 ONNX through the project's exporter, with FLOPs and params in its contract when known."""
     from ..export import export_onnx
 
-    extra = {"flops": info.flops, "params": info.params} if info and info.flops else {}
+    extra: dict[str, Any] = {"flops": info.flops, "params": info.params} if info and info.flops else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return export_onnx(model, path, **extra)

@@ -9,6 +9,7 @@ ONNX Runtime's ``MatMulInteger`` (uint8 x int8 -> int32) gives the INT8 peak, in
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -89,7 +90,7 @@ def measure_gemm_peaks(
                     torch.set_num_threads(threads)
                 ta, tb = torch.from_numpy(a), torch.from_numpy(b)
                 try:
-                    libs[lib] = _best_rate(lambda ta=ta, tb=tb: torch.mm(ta, tb), flops, warmup, repeats)
+                    libs[lib] = _best_rate(functools.partial(torch.mm, ta, tb), flops, warmup, repeats)
                 finally:
                     torch.set_num_threads(prev)
             elif lib in ("onnxruntime", "onnxruntime_u8s8"):
@@ -103,7 +104,7 @@ def measure_gemm_peaks(
                     if integer
                     else {"a": a, "b": b}
                 )
-                libs[lib] = _best_rate(lambda s=sess, f=feeds: s.run(None, f), flops, warmup, repeats)
+                libs[lib] = _best_rate(functools.partial(sess.run, None, feeds), flops, warmup, repeats)
                 if integer:
                     libs[lib]["unit"] = "GOP/s (int8 MACs x 2)"
             else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def plot_latency_throughput(results: Sequence[dict[str, Any]], path: str | os.Pa
 
 
 def plot_bars(
-    groups: Sequence[str], series: dict[str, Sequence[float | None]], path: str | os.PathLike[str], ylabel: str, title: str
+    groups: Sequence[str], series: Mapping[str, Sequence[float | None]], path: str | os.PathLike[str], ylabel: str, title: str
 ) -> Path:
     """Grouped bars: one group per model, one bar per series (backend/precision); missing values leave a gap."""
     import matplotlib

@@ -196,12 +196,12 @@ class BackendRunner(Runner):
         except (ImportError, RuntimeError) as exc:  # TensorRTUnavailable, no GPU provider, missing package
             raise Skipped(f"{type(exc).__name__}: {exc}") from exc
         self.backend = self.impl.name
-        self.input_size = tuple(self.impl.config.preprocess.input_size)
+        h, w = self.impl.config.preprocess.input_size
+        self.input_size = (h, w)
         self.precision = precision
         if self.backend == "onnxruntime":
-            self.note = (
-                self.note or f"providers {','.join(self.impl.providers)}; threads {threads or 'default'}; spinning {spinning}"
-            )
+            providers_used = ",".join(getattr(self.impl, "providers", []))
+            self.note = self.note or f"providers {providers_used}; threads {threads or 'default'}; spinning {spinning}"
         self.label = label or f"{self.path.name} ({self.backend})"
 
     def describe(self) -> dict[str, Any]:

@@ -13,8 +13,9 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -197,7 +198,9 @@ def _parse_range(value: int | Sequence[int], name: str) -> tuple[int, int]:
 
 
 @dataclass
-class _Plan:
+class DatasetPlan:
+    """Every image of a dataset (``jobs``, in writing order) and the train/test id split."""
+
     jobs: list[ImageJob]
     train_pids: list[int]
     test_pids: list[int]
@@ -210,7 +213,7 @@ def plan_dataset(
     images_per_camera: int | Sequence[int] = (2, 6),
     distractors: int | None = None,
     junk: int | None = None,
-) -> _Plan:
+) -> DatasetPlan:
     """Decide every image (name, split, identity, camera, view) without rendering anything."""
     if num_ids < 2:
         raise ValueError(f"need at least 2 identities (half train, half test), got {num_ids}")
@@ -279,7 +282,7 @@ def plan_dataset(
         jobs.append(
             ImageJob("bounding_box_test", unique_name("-1", c), mode, pid, c, int(rng.choice(4, p=cams[c].view_probs)), k)
         )
-    return _Plan(jobs, train_pids, test_pids)
+    return DatasetPlan(jobs, train_pids, test_pids)
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
@@ -305,7 +308,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
         (out / d).mkdir(parents=True, exist_ok=True)
 
 
-def _statistics(plan: _Plan) -> dict[str, dict[str, int]]:
+def _statistics(plan: DatasetPlan) -> dict[str, dict[str, int]]:
     stats: dict[str, dict[str, int]] = {}
     for split in SPLIT_DIRS:
         jobs = [j for j in plan.jobs if j.split == split]
@@ -358,17 +361,10 @@ def generate_dataset(
     chunk = 64
     chunks = [(seed, str(out), plan.jobs[i : i + chunk]) for i in range(0, len(plan.jobs), chunk)]
     bar = _progress(len(plan.jobs), progress)
-    done: Iterable[int]
-    if n_workers == 1:
-        done = map(_write_chunk, chunks)
-        for n in done:
+    with ProcessPoolExecutor(max_workers=n_workers) if n_workers > 1 else nullcontext() as pool:
+        for n in (pool.map if pool is not None else map)(_write_chunk, chunks):
             if bar is not None:
                 bar.update(n)
-    else:
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            for n in pool.map(_write_chunk, chunks):
-                if bar is not None:
-                    bar.update(n)
     if bar is not None:
         bar.close()
     lo, hi = _parse_range(images_per_camera, "images_per_camera")
@@ -426,7 +422,10 @@ def sample_crops(n: int, seed: int = 0, size: tuple[int, int] | None = None, num
         c = i % num_cameras
         view = int(rng.choice(4, p=camera(seed, c).view_probs))
         img, q = render_crop(seed, ImageJob("", "", PERSON, _STRANGER_BASE * 2 + i, c, view, i))
-        img = cv2.imdecode(np.frombuffer(_encode(img, q), np.uint8), cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(np.frombuffer(_encode(img, q), np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise RuntimeError("JPEG decoding of a rendered crop failed")
+        img = decoded
         if size is not None:
             img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         crops.append(img)

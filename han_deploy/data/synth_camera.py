@@ -197,7 +197,7 @@ def sensor(img: np.ndarray, cam: Camera, rng: np.random.Generator) -> np.ndarray
         kernel = np.zeros((k, k), np.float32)
         kernel[k // 2, :] = 1.0 / k
         rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(-30, 30)), 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (k, k))
-        img = cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6))
-    img = img + rng.normal(0, cam.noise, img.shape).astype(np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8)
+        streak = cv2.warpAffine(kernel, rot, (k, k))
+        img = cv2.filter2D(img, -1, (streak / max(float(streak.sum()), 1e-6)).astype(np.float32))
+    noisy = img + rng.normal(0, cam.noise, img.shape).astype(np.float32)
+    return np.clip(noisy, 0, 255).astype(np.uint8)

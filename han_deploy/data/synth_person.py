@@ -162,9 +162,9 @@ def draw_person(
         torso.trap(cx, sy, sw, hy + 0.03 * u, hw * 1.1, (255,) * 3)
         for s in (-1, 1):
             torso.ellipse((cx + s * (sw - aw * 0.45), sy + aw * 0.45), (aw * 0.6, aw * 0.55), (255,) * 3)
-    bx, by, bw, bh = cv2.boundingRect(torso.mask)
-    fabric = _upper_texture(ident, bh, bw, sy - by, sy + 0.5 * (hy - sy) - by, u)
-    roi, troi = cv.img[by : by + bh, bx : bx + bw], torso.mask[by : by + bh, bx : bx + bw]
+    tx, ty, tw, th = cv2.boundingRect(torso.mask)
+    fabric = _upper_texture(ident, th, tw, sy - ty, sy + 0.5 * (hy - sy) - ty, u)
+    roi, troi = cv.img[ty : ty + th, tx : tx + tw], torso.mask[ty : ty + th, tx : tx + tw]
     sel = troi > 0
     roi[sel] = fabric[sel]
     np.maximum(cv.mask, torso.mask, out=cv.mask)

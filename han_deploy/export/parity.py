@@ -113,17 +113,18 @@ def judge(
     artifact: str,
     kind: str,
     per_batch: dict[int, dict[str, float]],
-    trained: bool,
+    enforce: bool,
     retrieval: dict[str, float] | None = None,
     max_map_drop: float = MAX_MAP_DROP,
 ) -> ParityResult:
     """Apply ``kind``'s threshold (and the mAP budget for INT8) to measured numbers.
 
-    FP32 is always enforced (it checks the export itself); reduced precision only with ``trained``.
+    FP32 is always enforced (it checks the export itself); reduced precision only with ``enforce``
+    (the exporter enforces for trained weights).
     """
     th = THRESHOLDS[kind]
     value = min(stats[th.statistic] for stats in per_batch.values())
-    enforced = trained or kind == "fp32"
+    enforced = enforce or kind == "fp32"
     failures = []
     if value < th.value:
         worst = min(per_batch, key=lambda b: per_batch[b][th.statistic])

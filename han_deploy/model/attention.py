@@ -55,11 +55,15 @@ class HardRegionalAttention(nn.Module):
 
     Initialised (zero weights, bias = atanh of the stripe centres) so training starts from T equal
     horizontal stripes. With ``learnable=False`` the regions stay those stripes (the HRA-off ablation).
+    ``grad_scale`` scales the gradient reaching the FC in training (the forward value is unchanged):
+    GridSample's gradient w.r.t. the grid is large, and at the paper's lr 3e-2 the tanh saturates
+    within a few dozen steps, parking every region in an image corner (docs/architecture.md).
     """
 
-    def __init__(self, channels: int, num_regions: int, learnable: bool = True) -> None:
+    def __init__(self, channels: int, num_regions: int, learnable: bool = True, grad_scale: float = 1.0) -> None:
         super().__init__()
         self.num_regions = num_regions
+        self.grad_scale = grad_scale
         init = torch.tensor([[0.0, math.atanh(c)] for c in region_centres(num_regions)]).flatten()
         self.fc: nn.Linear | None = None
         if learnable:
@@ -74,7 +78,10 @@ class HardRegionalAttention(nn.Module):
         """Return theta of shape (N, T, 2) holding (tx, ty) per region."""
         if self.fc is None:
             return self.fixed_theta.expand(pooled.shape[0], -1, -1)
-        return torch.tanh(self.fc(pooled.flatten(1))).view(-1, self.num_regions, 2)
+        z = self.fc(pooled.flatten(1))
+        if self.training and self.grad_scale != 1.0:
+            z = z * self.grad_scale + z.detach() * (1.0 - self.grad_scale)  # same value, gradient scaled
+        return torch.tanh(z).view(-1, self.num_regions, 2)
 
 
 class RegionCropper(nn.Module):
@@ -127,6 +134,7 @@ class HarmoniousAttention(nn.Module):
         soft_spatial: bool = True,
         soft_channel: bool = True,
         hard_regional: bool = True,
+        theta_grad_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.channels = channels
@@ -137,7 +145,7 @@ class HarmoniousAttention(nn.Module):
             self.fuse = nn.Sequential(
                 nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
             )
-        self.hard = HardRegionalAttention(channels, num_regions, learnable=hard_regional)
+        self.hard = HardRegionalAttention(channels, num_regions, learnable=hard_regional, grad_scale=theta_grad_scale)
 
     def forward(self, x: Tensor, detach_hard_input: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
         pooled = x.mean(dim=(2, 3), keepdim=True)

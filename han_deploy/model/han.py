@@ -67,7 +67,9 @@ class HAN(nn.Module):
         in_ch = [cfg.stem_channels, d[0], d[1]]
         self.global_levels = nn.ModuleList(global_level(cfg.block, in_ch[i], d[i], cfg.strides) for i in range(3))
         self.attention = nn.ModuleList(
-            HarmoniousAttention(d[i], sizes[i], t, cfg.reduction, cfg.soft_spatial, cfg.soft_channel, cfg.hard_regional)
+            HarmoniousAttention(
+                d[i], sizes[i], t, cfg.reduction, cfg.soft_spatial, cfg.soft_channel, cfg.hard_regional, cfg.theta_grad_scale
+            )
             for i in range(3)
         )
         self.croppers = nn.ModuleList(RegionCropper(t, cfg.region_sizes[i]) for i in range(3))

@@ -9,6 +9,7 @@ the trainer counts the skips per epoch, so nothing fails silently and one bad fi
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -29,7 +30,7 @@ class ImageReadError(OSError):
     """An image file that is missing or cannot be decoded; the message names the file."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode one image as BGR uint8 (OpenCV order); raise :class:`ImageReadError` naming the file if it fails."""
     path = Path(path)
     if not path.is_file():

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.records import DatasetSplits, Record
 from ..evaluate import evaluate_features
+from ..model import HAN
 from .dataset import ReidDataset, collate_skip_bad
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ METRICS = ("R1", "R5", "R10", "mAP", "mINP")
 
 @torch.no_grad()
 def embed_records(
-    model: nn.Module,
+    model: HAN,
     records: Sequence[Record],
     batch_size: int = 64,
     device: str | torch.device = "cpu",
@@ -93,7 +93,7 @@ def score_features(
 
 
 def evaluate_model(
-    model: nn.Module,
+    model: HAN,
     splits: DatasetSplits,
     both_directions: bool = False,
     rerank: bool = False,

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
+from ..model import HAN
 from ..runtime.preprocess import preprocess
 from .dataset import read_image
 
@@ -18,7 +18,7 @@ ImageOrPath = np.ndarray | str | os.PathLike[str]
 
 @torch.no_grad()
 def extract_embeddings(
-    model: nn.Module,
+    model: HAN,
     images_or_paths: Sequence[ImageOrPath],
     batch_size: int = 64,
     device: str | torch.device = "cpu",

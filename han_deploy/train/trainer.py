@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
 from ..data.records import DatasetSplits, Record
@@ -195,6 +195,7 @@ class Trainer:
 
     def _loader(self, epoch: int) -> DataLoader:
         cfg = self.cfg
+        sampler: Sampler[int]
         if cfg.triplet_margin is not None:
             k = cfg.instances_per_id
             sampler = PKSampler([r.pid for r in self.splits.train], cfg.batch_size // k, k, cfg.seed)
@@ -231,7 +232,7 @@ class Trainer:
             with _autocast(cfg, self.device):
                 out = model(images.to(self.device))
             losses = han_losses(out, pids, cfg.triplet_margin)
-            total = sum(losses.values())
+            total = torch.stack(list(losses.values())).sum()
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(total).backward()
