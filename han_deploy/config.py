@@ -99,7 +99,10 @@ class HANConfig:
             elif isinstance(v, list):
                 v = tuple(v)
             out[k] = v
-        return cls(preprocess=PreprocessConfig(**pre), **out)
+        try:
+            return cls(preprocess=PreprocessConfig(**pre), **out)
+        except TypeError as exc:  # unknown or missing fields: not a HAN config
+            raise ValueError(f"not a HAN model config: {exc}") from exc
 
 
 # Tensor names of every exported artifact (ONNX, engines, Triton configs).
