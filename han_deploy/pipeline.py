@@ -220,6 +220,9 @@ class Demo:
                 calib_size=s.sizes.calib_images,
                 eval_data=self.results["data_root"] if market_layout else None,
                 seed=s.seed,
+                # a demo-length training run is not a deployable model: the gate is measured and shown,
+                # but reduced-precision thresholds are not enforced (han-export enforces them on a checkpoint)
+                enforce_gate=False,
             )
         )
         files = {a["file"]: a for a in manifest["artifacts"]}
@@ -227,7 +230,7 @@ class Demo:
         for r in manifest["parity"]["results"]:
             art = files.get(r["artifact"], {})
             size = f"{art['bytes'] / 2**20:.1f} MiB" if "bytes" in art else "?"
-            verdict = "pass" if r["passed"] else "FAIL"
+            verdict = "pass" if not r["failures"] else ("FAIL" if r["enforced"] else "below threshold (reported, not enforced)")
             gate = f"{r['statistic']} cosine {r['value']:.5f} >= {r['threshold']}"
             line = f"{r['artifact']:<20} {size:>9}  gate {r['kind']}: {gate} {verdict}"
             if r.get("retrieval"):

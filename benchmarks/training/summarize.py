@@ -90,12 +90,12 @@ def run_summaries() -> str:
             shutil.copy(run / "curves.png", HERE / f"{name}_curves.png")
         shutil.copy(run / "config.json", HERE / f"{name}_config.json")
         wall = sum(e["seconds"] for e in entries)
-        cpu = sum(e.get("cpu_seconds", float("nan")) for e in entries)
+        cpu = f"{sum(e['cpu_seconds'] for e in entries) / 60:.1f} min" if all("cpu_seconds" in e for e in entries) else "n/a"
         images = sum(e["images"] for e in entries)
         lrs = ", ".join(f"{e['lr']:g}" for e in entries)
         last = entries[-1]
         out.append(
-            f"| {folder} | {len(entries)} (lr {lrs}) | {wall / 60:.1f} min | {cpu / 60:.1f} min | {images / wall:.1f} | "
+            f"| {folder} | {len(entries)} (lr {lrs}) | {wall / 60:.1f} min | {cpu} | {images / wall:.1f} | "
             f"{last['loss']['total']:.3f} | {_pct(last['train_acc']['global'])} / {_pct(last['train_acc']['local'])} % |"
         )
     return "\n".join(out)

@@ -60,6 +60,8 @@ class HardRegionalAttention(nn.Module):
     within a few dozen steps, parking every region in an image corner (docs/architecture.md).
     """
 
+    fixed_theta: Tensor
+
     def __init__(self, channels: int, num_regions: int, learnable: bool = True, grad_scale: float = 1.0) -> None:
         super().__init__()
         self.num_regions = num_regions
@@ -90,6 +92,9 @@ class RegionCropper(nn.Module):
     The grid is (N, T*h, w, 2); the output is folded into the batch as (N*T, C, h, w), stream-major
     within each sample, so the local branch runs the T streams as one batch with shared weights.
     """
+
+    base_x: Tensor
+    base_y: Tensor
 
     def __init__(self, num_regions: int, size: tuple[int, int]) -> None:
         super().__init__()
