@@ -19,48 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import choice_list, positive_int_list, positive_number
 from .flops import ROWS, flops_report, flops_table
 
 ENGINE_KINDS = "an ONNX file (.onnx), a TensorRT engine (.engine/.plan/.trt) or a han-deploy checkpoint (.safetensors)"
-
-
-def _positive_ints(text: str) -> list[int]:
-    """``"1,8,32"`` -> [1, 8, 32]; anything else is an argparse error naming the bad item."""
-    out = []
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            value = int(item)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {item!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {value}")
-        out.append(value)
-    return list(dict.fromkeys(out))
-
-
-def _choices_list(choices: tuple[str, ...], what: str) -> Any:
-    def parse(text: str) -> list[str]:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in choices]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(choices)}")
-        return list(dict.fromkeys(items))
-
-    return parse
-
-
-def _positive(kind: type, what: str, allow_zero: bool = False) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-        if value < 0 or (value == 0 and not allow_zero):
-            raise argparse.ArgumentTypeError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, got {text}")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,36 +60,41 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("latency benchmark (--variant / --engine)")
     g.add_argument(
         "--backend",
-        type=_choices_list(BACKENDS, "backend"),
+        type=choice_list(BACKENDS, "backend"),
         help="comma-separated backends (default: torch for --variant, the artifact's own for --engine); ONNX Runtime exports "
         "the variant on the fly; tensorrt needs an engine (--engine X.trt) and a GPU",
     )
     g.add_argument(
         "--precision",
-        type=_choices_list(PRECISIONS, "precision"),
+        type=choice_list(PRECISIONS, "precision"),
         default=["fp32"],
         help="comma-separated precisions (default fp32): int8 = the export stage's INT8 Q/DQ ONNX (CPU flavour on --device cpu), "
         "fp16 = FP16 ONNX or PyTorch autocast on CUDA; combinations a backend cannot run are reported as skipped",
     )
     g.add_argument("--block", choices=("depthwise", "inception", "residual"), default="depthwise", help="block type of --variant")
-    g.add_argument("--batch", type=_positive_ints, default=[1, 8, 32], help="comma-separated batch sizes (default 1,8,32)")
     g.add_argument(
-        "--warmup", type=_positive(int, "--warmup", allow_zero=True), default=10, help="untimed calls first (default 10)"
+        "--batch", type=positive_int_list("batch sizes"), default=[1, 8, 32], help="comma-separated batch sizes (default 1,8,32)"
     )
-    g.add_argument("--iters", type=_positive(int, "--iters"), default=30, help="timed calls per repeat (default 30)")
-    g.add_argument("--duration", type=_positive(float, "--duration"), help="seconds per repeat instead of --iters")
     g.add_argument(
-        "--repeats", type=_positive(int, "--repeats"), default=5, help="repeats; p50 is the median of their medians (default 5)"
+        "--warmup", type=positive_number(int, "--warmup", allow_zero=True), default=10, help="untimed calls first (default 10)"
+    )
+    g.add_argument("--iters", type=positive_number(int, "--iters"), default=30, help="timed calls per repeat (default 30)")
+    g.add_argument("--duration", type=positive_number(float, "--duration"), help="seconds per repeat instead of --iters")
+    g.add_argument(
+        "--repeats",
+        type=positive_number(int, "--repeats"),
+        default=5,
+        help="repeats; p50 is the median of their medians (default 5)",
     )
     g.add_argument(
         "--noise-threshold",
-        type=_positive(float, "--noise-threshold"),
+        type=positive_number(float, "--noise-threshold"),
         default=0.10,
         help="flag a result NOISY when (max - min) / median of the repeat medians exceeds this (default 0.10)",
     )
     g.add_argument(
         "--threads",
-        type=_positive(int, "--threads"),
+        type=positive_number(int, "--threads"),
         help="intra-op threads for PyTorch and ONNX Runtime (default: library default)",
     )
     g.add_argument(
@@ -151,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
         "session.intra_op.allow_spinning=0 and OMP_WAIT_POLICY=PASSIVE, fair when backends or processes share the CPU",
     )
     g.add_argument(
-        "--calib-size", type=_positive(int, "--calib-size"), default=64, help="synthetic crops for INT8 calibration (default 64)"
+        "--calib-size",
+        type=positive_number(int, "--calib-size"),
+        default=64,
+        help="synthetic crops for INT8 calibration (default 64)",
     )
     g.add_argument("--peak", action="store_true", help="also measure the machine's FP32/INT8 GEMM peak and report efficiency")
     g.add_argument("--plot", metavar="OUT.png", type=Path, help="write a PNG of latency and throughput against batch size")

@@ -9,19 +9,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..cli_args import choice_list
 from . import parity, quantize
 from .exporter import PRECISIONS, TARGETS, ExportError, ExportOptions, run_export
-
-
-def _csv(choices: tuple[str, ...]):
-    def parse(text: str) -> tuple[str, ...]:
-        items = tuple(t.strip().lower() for t in text.split(",") if t.strip())
-        bad = [t for t in items if t not in choices]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices)}, got {text!r}")
-        return items
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--precision",
-        type=_csv(PRECISIONS),
+        type=choice_list(PRECISIONS, "precision"),
         default=PRECISIONS,
         metavar="LIST",
         help="comma list of fp32, fp16, int8 (int8 writes both INT8 flavours); FP32 is always written",
@@ -83,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--target",
-        type=_csv(TARGETS),
+        type=choice_list(TARGETS, "target"),
         default=(),
         metavar="LIST",
         help="also write deployment recipes: triton and/or deepstream (comma list)",

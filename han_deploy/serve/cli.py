@@ -17,17 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
+from ..cli_args import positive_int_list
 from ..export.triton import INSTANCE_KINDS, PRECISIONS, TritonArtifact, write_triton_repository
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def _artifact(text: str) -> TritonArtifact:
@@ -68,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         "max (required for engines), FLAVOUR e.g. tensorrt/cpu for the two INT8 ONNX files",
     )
     r.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (engines: their MAX_BATCH)")
-    r.add_argument("--preferred-batch-sizes", type=_ints, default=(8, 16, 32), metavar="LIST", help="dynamic batcher sizes")
+    r.add_argument(
+        "--preferred-batch-sizes",
+        type=positive_int_list("batch sizes"),
+        default=(8, 16, 32),
+        metavar="LIST",
+        help="dynamic batcher sizes",
+    )
     r.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batcher's max queue delay (microseconds)")
     r.add_argument("--instances", type=int, default=1, help="instances per GPU (or in all, for KIND_CPU) of ONNX/engine models")
     r.add_argument("--instance-kind", choices=INSTANCE_KINDS, default="KIND_GPU", help="instance kind of ONNX models")
@@ -128,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             args.artifacts,
             max_batch_size=args.max_batch_size,
-            preferred_batch_sizes=args.preferred_batch_sizes,
+            preferred_batch_sizes=tuple(args.preferred_batch_sizes),
             max_queue_delay_us=args.max_queue_delay_us,
             instances=args.instances,
             instance_kind=args.instance_kind,
