@@ -231,7 +231,7 @@ class Demo:
             art = files.get(r["artifact"], {})
             size = f"{art['bytes'] / 2**20:.1f} MiB" if "bytes" in art else "?"
             verdict = "pass" if not r["failures"] else ("FAIL" if r["enforced"] else "below threshold (reported, not enforced)")
-            gate = f"{r['statistic']} cosine {r['value']:.5f} >= {r['threshold']}"
+            gate = f"{r['statistic']} cosine {r['value']:.5f} (needs >= {r['threshold']})"
             line = f"{r['artifact']:<20} {size:>9}  gate {r['kind']}: {gate} {verdict}"
             if r.get("retrieval"):
                 line += f"; R1 {r['retrieval']['R1']:.1f}% mAP {r['retrieval']['mAP']:.1f}%"
