@@ -83,7 +83,7 @@ def test_contract_round_trips_through_every_artifact(exported: tuple[Path, dict]
         cfg, contract = read_contract(meta)
         assert cfg == model_config("small")
         assert contract["flops"] == data["flops"] and contract["embedding_dim"] == 1024
-        assert meta["precision"] == precision
+        assert meta["precision"] == precision and contract["precision"] == precision  # flat key and JSON agree
     assert {p.key: p.value for p in onnx.load(str(out / "model.int8.onnx")).metadata_props}["int8_flavour"] == "tensorrt"
 
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .graph_checks import topological_sort
+from .onnx_export import save_derived
 
 
 def convert_fp16(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[str], keep_io_types: bool = True) -> Path:
@@ -25,17 +26,4 @@ def convert_fp16(fp32_path: str | os.PathLike[str], out_path: str | os.PathLike[
     model = onnx.load(str(fp32_path))
     half = convert_float_to_float16(model, keep_io_types=keep_io_types, disable_shape_infer=False)
     topological_sort(half)  # the converter appends its input/output casts at the end of the node list
-    del half.metadata_props[:]
-    for prop in model.metadata_props:
-        if prop.key != "precision":
-            half.metadata_props.add(key=prop.key, value=prop.value)
-    half.metadata_props.add(key="precision", value="fp16")
-    half.producer_name = "han-deploy"
-    onnx.checker.check_model(half)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    try:
-        onnx.save(half, str(tmp))
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_path
+    return save_derived(half, model, out_path, precision="fp16")

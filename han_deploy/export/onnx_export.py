@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-from ..config import INPUT_NAME, OUTPUT_NAME, contract_metadata
+from ..config import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, contract_metadata
 
 MIN_OPSET = 16  # GridSample enters the default domain at opset 16
 
@@ -58,3 +59,33 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17, simpl
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def save_derived(proto: Any, source: Any, out_path: str | os.PathLike[str], **props: str) -> Path:
+    """Write ``proto`` (e.g. the FP16 or INT8 version of ``source``) with ``source``'s contract carried over.
+
+    ``props`` replace the same-named metadata keys, in the flat entries and inside the contract JSON,
+    so a derived model never claims its parent's precision. Checked, then written atomically.
+    """
+    import onnx
+
+    out_path = Path(out_path)
+    del proto.metadata_props[:]
+    for prop in source.metadata_props:
+        if prop.key in props:
+            continue
+        value = prop.value
+        if prop.key == METADATA_KEY:
+            value = json.dumps({**json.loads(value), **props}, sort_keys=True)
+        proto.metadata_props.add(key=prop.key, value=value)
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "han-deploy"
+    onnx.checker.check_model(proto)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path

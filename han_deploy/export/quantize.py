@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import graph_checks
+from .onnx_export import save_derived
 
 FLAVOURS = ("tensorrt", "cpu")
 KEEP_FLOAT = ("stem", "soft-spatial", "crop-grid", "embedding-tail")  # see graph_checks.kept_float_nodes
@@ -176,20 +177,7 @@ def quantize_int8(
         quantized = onnx.load(str(staged))
     graph_checks.read_shapes_after_quantize(quantized)
     split = graph_checks.split_shared_dequantize(quantized)
-    del quantized.metadata_props[:]
-    for prop in model.metadata_props:
-        if prop.key not in ("precision", "int8_flavour"):
-            quantized.metadata_props.add(key=prop.key, value=prop.value)
-    quantized.metadata_props.add(key="precision", value="int8")
-    quantized.metadata_props.add(key="int8_flavour", value=flavour)
-    quantized.producer_name = "han-deploy"
-    onnx.checker.check_model(quantized)
-    tmp_out = out_path.with_name(out_path.name + ".tmp")
-    try:
-        onnx.save(quantized, str(tmp_out))
-        os.replace(tmp_out, out_path)
-    finally:
-        tmp_out.unlink(missing_ok=True)
+    save_derived(quantized, model, out_path, precision="int8", int8_flavour=flavour)
     kept_convs = [n.name for n in model.graph.node if n.name in kept and n.op_type in graph_checks.CONV_OPS]
     report = QuantizeReport(flavour, calib_method, len(reader), kept, split, kept_convs, graph_checks.qdq_summary(quantized))
     return report

@@ -63,6 +63,14 @@ class EmbedResult:
         idx = np.flatnonzero(self.ok)
         return self.embeddings[idx], idx
 
+    def resolve(self, errors: Literal["raise", "collect"]) -> Any:
+        """What ``embed(..., errors=...)`` returns: this result (collect), or the array, raising on any failure."""
+        if errors == "collect":
+            return self
+        if self.errors:
+            raise ExtractionError(self.errors, self)
+        return self.embeddings
+
 
 @dataclass
 class Unit:
@@ -260,12 +268,7 @@ class Extractor:
             out[batch.rows] = batch.embeddings
             ok[batch.rows] = True
             errs.extend(batch.errors)
-        result = EmbedResult(out, ok, errs)
-        if errors == "collect":
-            return result
-        if errs:
-            raise ExtractionError(errs, result)
-        return out
+        return EmbedResult(out, ok, errs).resolve(errors)
 
     def embed(self, images: Iterable[ImageLike], errors: Literal["raise", "collect"] = "raise") -> Any:
         """Images (paths, encoded bytes or arrays: BGR/gray/BGRA, uint8/uint16/float) -> (N, D) float32.

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import METADATA_KEY, read_contract
 from ..runtime.backends import BaseBackend
-from ..runtime.extractor import EmbedResult, ExtractionError, Extractor, ItemError, describe
+from ..runtime.extractor import EmbedResult, Extractor, ItemError, describe
 
 PROTOCOLS = ("http", "grpc")
 _NP_TO_TRITON = {"float32": "FP32", "float16": "FP16", "uint8": "UINT8", "object": "BYTES", "bool": "BOOL"}
@@ -178,12 +178,7 @@ class TritonEncodedExtractor:
                 else:
                     errs.append(ItemError(i, describe(items[i]), "the server could not decode the image"))
         errs.sort(key=lambda e: e.index)
-        result = EmbedResult(out, ok, errs)
-        if errors == "collect":
-            return result
-        if errs:
-            raise ExtractionError(errs, result)
-        return out
+        return EmbedResult(out, ok, errs).resolve(errors)
 
     def close(self) -> None:
         self.connection.close()
