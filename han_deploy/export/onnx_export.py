@@ -49,13 +49,7 @@ def export_onnx(model: Any, path: str | os.PathLike[str], opset: int = 17, simpl
             import onnxslim
 
             proto = onnxslim.slim(proto)
-        del proto.metadata_props[:]
-        for key, value in contract_metadata(model.cfg, opset=opset, **metadata).items():
-            proto.metadata_props.add(key=key, value=value)
-        proto.producer_name = "han-deploy"
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
+        _save_checked(proto, contract_metadata(model.cfg, opset=opset, **metadata), path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -67,25 +61,29 @@ def save_derived(proto: Any, source: Any, out_path: str | os.PathLike[str], **pr
     ``props`` replace the same-named metadata keys, in the flat entries and inside the contract JSON,
     so a derived model never claims its parent's precision. Checked, then written atomically.
     """
-    import onnx
-
-    out_path = Path(out_path)
-    del proto.metadata_props[:]
+    meta: dict[str, str] = {}
     for prop in source.metadata_props:
-        if prop.key in props:
-            continue
         value = prop.value
         if prop.key == METADATA_KEY:
             value = json.dumps({**json.loads(value), **props}, sort_keys=True)
-        proto.metadata_props.add(key=prop.key, value=value)
-    for key, value in props.items():
+        meta[prop.key] = value
+    return _save_checked(proto, {**meta, **props}, out_path)
+
+
+def _save_checked(proto: Any, metadata: dict[str, str], path: str | os.PathLike[str]) -> Path:
+    """Replace ``proto``'s metadata, run the ONNX checker, and write it to ``path`` atomically (temp name, rename)."""
+    import onnx
+
+    path = Path(path)
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     proto.producer_name = "han-deploy"
     onnx.checker.check_model(proto)
-    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     try:
         onnx.save(proto, str(tmp))
-        os.replace(tmp, out_path)
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return out_path
+    return path
