@@ -30,7 +30,7 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class HANConfig:
-    """Architecture of one HAN network (DESIGN.md §2) and its preprocessing contract.
+    """Architecture of one HAN network (docs/architecture.md) and its preprocessing contract.
 
     ``strides`` says which of the 3 global units of each level carries the level's single stride 2
     (Table 1: small (2,1,1), medium (1,2,1), large (1,1,2)); it applies to the depthwise block.

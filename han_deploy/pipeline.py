@@ -166,7 +166,9 @@ class Demo:
         return [_metric_line(label, self.metrics[label])]
 
     def _evaluate_torch(self, model: Any, label: str) -> list[str]:
-        evaluate_model, headline = require("han_deploy.train.evaluation", "evaluate_model", "headline")
+        from .evaluate.protocol import headline
+
+        evaluate_model = require("han_deploy.train.evaluation", "evaluate_model")
         self.metrics[label] = _pick(headline(evaluate_model(model, self.results["splits"], progress=True)))
         return [_metric_line(label, self.metrics[label])]
 

@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("fvcore")
 
 from han_deploy.bench.comparators import create_comparator  # noqa: E402
-from han_deploy.bench.flops import count_macs, count_params  # noqa: E402
+from han_deploy.model.flops import count_macs, count_params  # noqa: E402
 
 # published multiply-adds at 224x224 (conv + the 1000-way FC, which these re-id heads do not have) and params
 RESNET50_MACS_224 = (

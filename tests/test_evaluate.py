@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from han_deploy.evaluate import (
@@ -20,7 +20,7 @@ from han_deploy.evaluate import (
 )
 
 # ----------------------------------------------------------------------------------------------
-# Plain-loop oracles, written straight from the protocol text (DESIGN.md §4 and Zhong et al. 2017)
+# Plain-loop oracles, written straight from the protocol text (docs/datasets.md) and the re-ranking facts
 
 
 def oracle_rank(d, q_pids, g_pids, q_cams, g_cams, max_rank):
@@ -37,40 +37,33 @@ def oracle_rank(d, q_pids, g_pids, q_cams, g_cams, max_rank):
     return np.mean(cmcs, axis=0), float(np.mean(aps)), float(np.mean(inps)), len(aps)
 
 
-def oracle_rerank(q_g, q_q, g_g, k1, k2, lam):
-    num_q = len(q_q)
-    d = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float64)
-    np.fill_diagonal(d, 0)
-    d /= d.max()
-    n = len(d)
-    nn = [list(np.argsort(d[p], kind="stable")) for p in range(n)]
+def reference_rerank(q_g, q_q, g_g, k1, k2, lam):
+    """The community's re-ranking as a dense program, step by step from facts (a)-(h) of issue 14."""
+    joint = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float64)
+    d = np.square(joint).astype(np.float32)  # (a) squared first
+    d = (d / d.max(axis=0)).T  # (b) divided by each column's maximum, then transposed
+    rank = np.argsort(d, axis=1)  # (c) full sort of each row
+    n, num_q = len(d), len(q_q)
 
-    def near(p, k):  # p and its k nearest others
-        return set(nn[p][: k + 1])
+    def reciprocal(i, k):  # members j of i's first k + 1 whose own first k + 1 hold i
+        return [j for j in rank[i, : k + 1] if i in rank[j, : k + 1]]
 
-    def recip(p, k):
-        return {g for g in near(p, k) if p in near(g, k)}
-
-    half = int(round(k1 / 2))
-    v = np.zeros((n, n))
-    for p in range(n):
-        r = recip(p, k1)
-        r_star = set(r)
-        for q in r:
-            rq = recip(q, half)
-            if len(r & rq) >= 2 / 3 * len(rq):
-                r_star |= rq
-        for g in r_star:
-            v[p, g] = np.exp(-d[p, g])
-    if k2 > 0:
-        v = np.array([np.mean([v[g] for g in nn[p][: k2 + 1]], axis=0) for p in range(n)])
-    out = np.zeros(q_g.shape)
-    for p in range(num_q):
-        for j in range(q_g.shape[1]):
-            g = num_q + j
-            jac = 1 - np.minimum(v[p], v[g]).sum() / np.maximum(v[p], v[g]).sum()
-            out[p, j] = (1 - lam) * jac + lam * d[p, g]
-    return out
+    v = np.zeros_like(d)
+    for i in range(n):
+        r = reciprocal(i, k1)
+        star = set(r)
+        for c in r:
+            rc = reciprocal(c, int(round(k1 / 2)))
+            if len(set(rc) & set(r)) > 2 / 3 * len(rc):  # (d)
+                star |= set(rc)
+        idx = sorted(star)
+        w = np.exp(-d[i, idx])
+        v[i, idx] = w / w.sum()  # (e)
+    if k2 != 1:
+        v = np.stack([v[rank[i, :k2]].mean(axis=0) for i in range(n)])  # (f)
+    m = np.array([[np.minimum(v[q], v[g]).sum() for g in range(num_q, n)] for q in range(num_q)])
+    jaccard = 1 - m / (2 - m)  # (g)
+    return (1 - lam) * jaccard + lam * d[:num_q, num_q:]  # (h)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,8 +279,7 @@ def test_gallery_permutation_does_not_change_metrics(case):
 @given(protocol_case())
 def test_metrics_are_fractions_and_cmc_is_monotone(case):
     d, q_pids, g_pids, q_cams, g_cams, _ = case
-    if not _has_valid_query(q_pids, g_pids, q_cams, g_cams):
-        return
+    assume(_has_valid_query(q_pids, g_pids, q_cams, g_cams))
     r = evaluate_rank(d, q_pids, g_pids, q_cams, g_cams, max_rank=25)
     assert np.all((r.cmc >= 0) & (r.cmc <= 1))
     assert np.all(np.diff(r.cmc) >= 0)
@@ -299,8 +291,7 @@ def test_metrics_are_fractions_and_cmc_is_monotone(case):
 @given(protocol_case())
 def test_perfect_distance_matrix_gives_one(case):
     _, q_pids, g_pids, q_cams, g_cams, _ = case
-    if not _has_valid_query(q_pids, g_pids, q_cams, g_cams):
-        return
+    assume(_has_valid_query(q_pids, g_pids, q_cams, g_cams))
     d = np.where(q_pids[:, None] == g_pids[None, :], 0.0, 1.0)  # every match closer than every non-match
     r = evaluate_rank(d, q_pids, g_pids, q_cams, g_cams, max_rank=5)
     assert r.cmc[0] == 1.0 and r.mAP == pytest.approx(1.0) and r.mINP == pytest.approx(1.0)
@@ -400,36 +391,93 @@ def _random_distances(nq, ng, dim=4, seed=0):
     return (pairwise_distance(q, g, squared=True), pairwise_distance(q, q, squared=True), pairwise_distance(g, g, squared=True))
 
 
-@pytest.mark.parametrize(("k1", "k2", "lam"), [(4, 2, 0.3), (6, 0, 0.0), (3, 3, 0.7), (20, 6, 0.3)])
-def test_re_ranking_matches_the_loop_oracle(k1, k2, lam):
-    q_g, q_q, g_g = _random_distances(7, 19, seed=k1)
+def _raw_distances(nq, ng, seed=0):
+    # Not distances of any features: asymmetric q_q and g_g, non-zero diagonals, negative entries (squared away).
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(nq, ng)), rng.normal(size=(nq, nq)), rng.normal(size=(ng, ng))
+
+
+def _tied_distances(nq, ng, seed=0):
+    # Distances in {0, 1, 2, 3}: exact ties everywhere, so numpy's (unstable) default sort decides the lists.
+    rng = np.random.default_rng(seed)
+    return tuple(rng.integers(0, 4, size=shape).astype(np.float32) for shape in ((nq, ng), (nq, nq), (ng, ng)))
+
+
+def test_re_ranking_by_hand():
+    # q at 0, g0 at 1, g1 at 3 on a line, distances given plainly. Squared joint D (q, g0, g1) = [[0,1,9],[1,0,4],[9,4,0]];
+    # d = rows over their maxima: d[q] = [0, 1/9, 1], d[g0] = [1/4, 0, 1], d[g1] = [1, 4/9, 0].
+    # k1 = 1: lists q: (q, g0), g0: (g0, q), g1: (g1, g0) -> R(q) = {q, g0}, R(g0) = {g0, q}, R(g1) = {g1};
+    # round(1/2) = 0: candidates' sets are themselves, nothing added.
+    q_g, q_q, g_g = np.array([[1.0, 3.0]]), np.zeros((1, 1)), np.array([[0.0, 2.0], [2.0, 0.0]])
+    # k2 = 1: V[q] = (1, e^-1/9, 0) / (1 + e^-1/9), V[g0] = (e^-1/4, 1, 0) / (1 + e^-1/4), V[g1] = (0, 0, 1).
+    # m(q, g0) = sigmoid(-1/4) + sigmoid(-1/9); m(q, g1) = 0 (Jaccard 1); lambda 0.5 mixes in d[q] = (1/9, 1).
+    m = 1 / (1 + np.exp(0.25)) + 1 / (1 + np.exp(1 / 9))
+    want = [0.5 * (1 - m / (2 - m)) + 0.5 / 9, 1.0]
+    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g, k1=1, k2=1, lambda_value=0.5), [want], rtol=1e-6)
+    # k2 = 2: q and g0 both average V[q] and V[g0] -> Jaccard 0; V'[g1] = (V[g1] + V[g0]) / 2 meets V'[q] in
+    # min = V[g0] / 2 (mass 1/2) -> Jaccard 1 - (1/2) / (3/2) = 2/3. Result: (0.5 / 9, 0.5 * 2/3 + 0.5) = (1/18, 5/6).
+    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g, k1=1, k2=2, lambda_value=0.5), [[1 / 18, 5 / 6]], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("make", "k1", "k2", "lam"),
+    [
+        (_random_distances, 20, 6, 0.3),  # the defaults
+        (_random_distances, 4, 2, 0.3),
+        (_random_distances, 5, 1, 0.0),  # round(2.5) = 2; no query expansion
+        (_random_distances, 7, 3, 0.7),  # round(3.5) = 4
+        (_random_distances, 1, 1, 0.5),
+        (_random_distances, 40, 30, 0.3),  # lists longer than the 26 items
+        (_raw_distances, 6, 3, 0.3),
+        (_raw_distances, 20, 6, 0.3),
+        (_tied_distances, 5, 3, 0.3),
+        (_tied_distances, 20, 6, 0.3),
+    ],
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_re_ranking_equals_the_dense_reference(make, k1, k2, lam, seed):
+    q_g, q_q, g_g = make(7, 19, seed=seed)
     got = re_ranking(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lam)
     assert got.shape == (7, 19) and got.dtype == np.float32
-    np.testing.assert_allclose(got, oracle_rerank(q_g, q_q, g_g, k1, k2, lam), atol=2e-5)
+    np.testing.assert_allclose(got, reference_rerank(q_g, q_q, g_g, k1, k2, lam), rtol=0, atol=1e-6)
 
 
-def test_re_ranking_lambda_one_is_the_normalised_original_distance():
+def _cuhk03_like(num_ids=60, per_cam=5, dim=16, noise=0.25, seed=0):
+    # Two cameras, 5 images of each id per camera; one image per id and camera is a query, the rest is gallery.
+    rng = np.random.default_rng(seed)
+    centres = l2_normalize(rng.normal(size=(num_ids, dim)))
+    pids = np.repeat(np.arange(1, num_ids + 1), 2 * per_cam)
+    cams = np.tile(np.repeat([0, 1], per_cam), num_ids)
+    feats = l2_normalize(centres[pids - 1] + noise * rng.normal(size=(len(pids), dim)))
+    query = np.zeros(len(pids), dtype=bool)
+    query[::per_cam] = True
+    return feats[query], feats[~query], pids[query], pids[~query], cams[query], cams[~query]
+
+
+def test_re_ranking_equals_the_reference_in_map_on_a_cuhk03_like_case():
+    qf, gf, qp, gp, qc, gc = _cuhk03_like()
+    sq = lambda a, b: pairwise_distance(a, b, squared=True)  # noqa: E731
+    q_g, q_q, g_g = sq(qf, gf), sq(qf, qf), sq(gf, gf)
+    ours = evaluate_rank(re_ranking(q_g, q_q, g_g), qp, gp, qc, gc).mAP
+    ref = evaluate_rank(reference_rerank(q_g, q_q, g_g, 20, 6, 0.3), qp, gp, qc, gc).mAP
+    plain = evaluate_rank(q_g, qp, gp, qc, gc).mAP
+    assert 0.3 < plain < 0.8 and ref > plain + 0.02  # a case where re-ranking matters
+    assert abs(ours - ref) < 1e-4
+
+
+def test_re_ranking_lambda_one_is_the_row_normalised_squared_distance():
     q_g, q_q, g_g = _random_distances(5, 11)
     got = re_ranking(q_g, q_q, g_g, lambda_value=1.0)
-    scale = max(q_g.max(), q_q.max(), g_g.max())
-    np.testing.assert_allclose(got, q_g / scale, rtol=1e-6)
+    row_max = np.maximum(q_g.max(axis=1), q_q.max(axis=0)) ** 2  # column i of the joint matrix: q_q[:, i], q_g[i]
+    np.testing.assert_allclose(got, q_g**2 / row_max[:, None], rtol=1e-6)
     np.testing.assert_array_equal(np.argsort(got, axis=1), np.argsort(q_g, axis=1))
-
-
-def test_re_ranking_swapping_query_and_gallery_transposes_the_result():
-    # The method runs on the union of queries and gallery; with a global normalisation and the symmetric
-    # Jaccard distance, exchanging the two roles is a relabelling of that union, so the result transposes.
-    q_g, q_q, g_g = _random_distances(6, 14, seed=3)
-    a = re_ranking(q_g, q_q, g_g, k1=5, k2=3)
-    b = re_ranking(q_g.T, g_g, q_q, k1=5, k2=3)
-    np.testing.assert_allclose(a, b.T, atol=1e-6)
 
 
 def test_re_ranking_is_scale_invariant_and_bounded():
     q_g, q_q, g_g = _random_distances(6, 14, seed=4)
     a = re_ranking(q_g, q_q, g_g, k1=5, k2=3, lambda_value=0.0)
     np.testing.assert_allclose(a, re_ranking(10 * q_g, 10 * q_q, 10 * g_g, k1=5, k2=3, lambda_value=0.0), atol=1e-6)
-    assert np.all((a >= 0) & (a <= 1))  # the Jaccard distance alone
+    assert np.all((a >= -1e-6) & (a <= 1))  # the Jaccard distance alone (V rows sum to 1 within float32 rounding)
 
 
 def test_re_ranking_keeps_a_perfect_case_perfect():
@@ -440,14 +488,28 @@ def test_re_ranking_keeps_a_perfect_case_perfect():
     assert r.cmc[0] == 1.0 and r.mAP == pytest.approx(1.0)
 
 
+def test_re_ranking_works_in_blocks(monkeypatch):
+    # Blocks of 3 rows (and blocks that end at the query/gallery boundary) give the same numbers as one block.
+    q_g, q_q, g_g = _random_distances(7, 19, seed=5)
+    whole = re_ranking(q_g, q_q, g_g, k1=6, k2=3)
+    monkeypatch.setattr("han_deploy.evaluate.rerank._BLOCK_ENTRIES", 3 * 26)
+    np.testing.assert_array_equal(re_ranking(q_g, q_q, g_g, k1=6, k2=3), whole)
+
+
 def test_re_ranking_rejects_bad_input():
     q_g, q_q, g_g = _random_distances(3, 5)
     with pytest.raises(ValueError, match="shapes disagree"):
         re_ranking(q_g, g_g, q_q)
     with pytest.raises(ValueError, match="lambda_value"):
         re_ranking(q_g, q_q, g_g, lambda_value=1.5)
-    with pytest.raises(ValueError, match="non-negative"):
-        re_ranking(-q_g, q_q, g_g)
+    with pytest.raises(ValueError, match="k2 >= 1"):
+        re_ranking(q_g, q_q, g_g, k2=0)
+    bad = g_g.copy()
+    bad[2, 4] = np.nan
+    with pytest.raises(ValueError, match="items 3..7 are not finite"):
+        re_ranking(q_g, q_q, bad)
+    with pytest.raises(ValueError, match="item 0 .* all distances 0"):
+        re_ranking(np.zeros((1, 2)), np.zeros((1, 1)), g_g[:2, :2])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -99,6 +99,66 @@ def test_int8_models_have_symmetric_qdq_and_per_channel_weights(exported: tuple[
     assert cpu["zero_point_types"] == ["int32", "int8", "uint8"]  # int32: quantized biases
 
 
+def _qdq_readers(model: onnx.ModelProto) -> dict[str, str]:
+    """Node name -> op type of every non-Q/DQ node that reads an activation through Q -> DQ."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name for t in model.graph.initializer}
+
+    def through_qdq(name: str) -> bool:
+        dq = producers.get(name)
+        q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        return q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in inits
+
+    return {
+        n.name: n.op_type
+        for n in model.graph.node
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(through_qdq(i) for i in n.input)
+    }
+
+
+def test_tensorrt_int8_quantizes_only_inputs_of_weighted_layers(exported: tuple[Path, dict]) -> None:
+    out, _ = exported
+    q = onnx.load(str(out / "model.int8.onnx"))
+    readers = _qdq_readers(q)
+    assert len(readers) >= 30 and set(readers.values()) <= {"Conv", "Gemm", "MatMul", "Add"}
+    producers = {o: n for n in q.graph.node for o in n.output}
+    for node in q.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in producers:
+            # never a conv, Sigmoid or Flatten output (a Mul or ReduceMean output only as a conv's input, checked above)
+            source = producers[node.input[0]].op_type
+            assert source not in ("Conv", "Sigmoid", "Flatten", "QuantizeLinear", "DequantizeLinear"), node.name
+    for node in q.graph.node:  # ...and no Q -> DQ -> Relu -> Q chain: a ReLU reads float
+        assert node.op_type != "Relu" or producers[node.input[0]].op_type != "DequantizeLinear"
+
+
+def test_tensorrt_int8_keeps_hard_attention_fc_and_tail_fully_float(exported: tuple[Path, dict]) -> None:
+    out, _ = exported
+    kept = graph_checks.kept_float_nodes(onnx.load(str(out / "model.onnx")))
+    q = onnx.load(str(out / "model.int8.onnx"))
+    producers = {o: n for n in q.graph.node for o in n.output}
+    fcs = [n for n in q.graph.node if n.op_type in ("Gemm", "MatMul") and n.name in kept]
+    assert len(fcs) == 5  # three hard-attention FCs, two head FCs
+    for fc in fcs:
+        assert all(producers[i].op_type not in ("QuantizeLinear", "DequantizeLinear") for i in fc.input if i in producers)
+
+
+def test_residual_variant_quantizes_both_inputs_of_residual_adds(tmp_path: Path) -> None:
+    from han_deploy.export.onnx_export import export_onnx
+    from han_deploy.export.quantize import quantize_int8
+
+    fp32 = export_onnx(create_model("small", block="residual").eval(), tmp_path / "res.onnx")
+    adds = graph_checks.residual_adds(onnx.load(str(fp32)))
+    assert len(adds) >= 6
+    reader = calibration.CropCalibrationReader(_crops(4), model_config("small").preprocess)
+    quantize_int8(fp32, tmp_path / "res.int8.onnx", reader, "tensorrt", "minmax")
+    q = onnx.load(str(tmp_path / "res.int8.onnx"))
+    assert set(adds) <= set(_qdq_readers(q))
+    producers = {o: n for n in q.graph.node for o in n.output}
+    for node in q.graph.node:
+        if node.name in adds:
+            assert [producers[i].op_type for i in node.input] == ["DequantizeLinear", "DequantizeLinear"]
+
+
 def test_cpu_int8_uses_uint8_exactly_for_non_negative_tensors(exported: tuple[Path, dict]) -> None:
     out, _ = exported
     fp32 = onnx.load(str(out / "model.onnx"))
@@ -168,7 +228,77 @@ def test_deepstream_recipe(exported: tuple[Path, dict]) -> None:
     assert 0.99 < ds["single_scale_cosine_vs_exact"]["mean"] <= 1.0
 
 
+def test_gate_compares_on_held_out_crops_and_simulates_tensorrt(exported: tuple[Path, dict]) -> None:
+    _, data = exported
+    assert "held apart from calibration" in data["parity"]["inputs"] and data["calibration"]["size"] == 12  # 16 - 4
+    gate = {r["artifact"]: r for r in data["parity"]["results"]}
+    assert gate["model.int8.onnx"]["session"] == "qdq-simulated"
+    assert set(gate["model.int8.onnx"]["reported"]) == {"ort-default"}  # the x86 figure, next to it
+    assert gate["model.int8-cpu.onnx"]["session"] == "ort-default" and gate["model.int8-cpu.onnx"]["reported"] == {}
+    for name in ("model.int8.onnx", "model.int8-cpu.onnx"):
+        sens = next(a for a in data["artifacts"] if a["file"] == name)["quantization"]["sensitivity"]
+        assert sens["kept"] == [] and sens["baseline"] >= sens["target"]  # fresh weights: nothing to keep float
+
+
 # ---- building blocks ---------------------------------------------------------------------------
+
+
+def test_sensitivity_pass_keeps_the_layers_that_gain_most(exported: tuple[Path, dict]) -> None:
+    from han_deploy.export import sensitivity
+    from han_deploy.runtime.preprocess import preprocess
+
+    out, _ = exported
+    x = preprocess(_crops(8, seed=3), model_config("small").preprocess)
+    ref = parity.ort_infer(out / "model.onnx")(x)
+    report = sensitivity.keep_most_harmful(
+        out / "model.int8.onnx", x, ref, 1.5, 2, lambda m: parity.ort_infer(m, session="qdq-simulated")
+    )
+    assert len(report.gains) >= 30 and len(report.kept) == 2  # 1.5 is unreachable: stops at max_layers
+    assert report.kept == sorted(report.gains, key=lambda n: -report.gains[n])[:2]
+    assert report.final > report.baseline
+
+
+def test_select_data_gate_and_calibration_sources(tmp_path: Path, calib_dir: Path) -> None:
+    import warnings
+
+    from han_deploy.export.exporter import _select_data
+
+    cfg = model_config("small")
+    opts = ExportOptions(variant="small", precisions=("fp32", "int8"), calib_size=4)
+    with pytest.warns(UserWarning, match="SYNTHETIC people"):
+        data = _select_data(opts, cfg)
+    assert data.calib_source == "synthetic" and "synthetic crops" in data.gate_source and len(data.gate_inputs) == 32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _select_data(ExportOptions(precisions=("fp32", "int8"), calib_size=4, calib_data="synthetic"), cfg).calib
+    held = _select_data(ExportOptions(precisions=("fp32", "int8"), calib_size=64, calib_data=calib_dir), cfg)
+    assert held.calib is not None and len(held.calib) == 12 and len(held.gate_inputs) == 4
+    calib_set = {c.tobytes() for c in held.calib}
+    gate_set = {c.tobytes() for c in calibration.split_crops(calib_dir, 64, 32)[1]}
+    assert not calib_set & gate_set  # held apart
+
+
+def test_no_simplify_graph_and_entropy_calibration_quantize(tmp_path: Path) -> None:
+    from han_deploy.export.onnx_export import export_onnx
+    from han_deploy.export.quantize import quantize_int8
+
+    fp32 = export_onnx(create_model("small").eval(), tmp_path / "raw.onnx", simplify=False)
+    assert any(n.op_type == "Identity" for n in onnx.load(str(fp32)).graph.node)  # biases read through Identity
+    reader = calibration.CropCalibrationReader(_crops(4), model_config("small").preprocess)
+    report = quantize_int8(fp32, tmp_path / "raw.int8-cpu.onnx", reader, "cpu", "entropy")
+    optimised = graph_checks.optimized_graph(tmp_path / "raw.int8-cpu.onnx")
+    assert graph_checks.unexpected_float_convs(optimised, report.kept_convs) == []
+
+
+def test_crash_is_not_a_failed_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from han_deploy.export import exporter
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(exporter, "export_onnx", broken)
+    code, err = _run_cli(["--precision", "fp32", "--output", str(tmp_path / "out")], capsys)
+    assert code == 3 and "boom" in err and "crashed" in err and _no_files(tmp_path / "out")
 
 
 def test_split_shared_dequantize_gives_each_consumer_its_own_dq() -> None:
@@ -215,7 +345,7 @@ def test_calibration_reader_yields_runtime_preprocessing_and_rewinds() -> None:
     pre = model_config("small").preprocess
     reader = calibration.CropCalibrationReader(crops, pre, batch_size=4)
     batches = list(iter(reader.get_next, None))
-    assert [b[INPUT_NAME].shape[0] for b in batches] == [4, 4, 2] and len(reader) == 10
+    assert [b[INPUT_NAME].shape[0] for b in batches] == [2] * 5 and len(reader) == 10  # equal batches
     np.testing.assert_array_equal(np.concatenate([b[INPUT_NAME] for b in batches]), preprocess(crops, pre))
     reader.rewind()
     assert reader.get_next() is not None
@@ -237,7 +367,7 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     for flag in (
         "--variant", "--checkpoint", "--precision", "--calib-data", "--calib-method", "--calib-size", "--batch",
         "--min-batch", "--opt-batch", "--opset", "--simplify", "--no-simplify", "--engine", "--workspace",
-        "--eval-data", "--output", "--seed", "--target",
+        "--eval-data", "--output", "--seed", "--target", "--sensitivity-layers",
     ):  # fmt: skip
         assert flag in text
 

@@ -18,8 +18,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from _artifacts import tampered_copy, write_manifest  # noqa: E402
+
 from han_deploy.export import export_onnx  # noqa: E402
 from han_deploy.model import create_model  # noqa: E402
+from han_deploy.runtime.backends import sha256_file  # noqa: E402
 from han_deploy.runtime.cli import extract, extract_main, search_main  # noqa: E402
 from han_deploy.runtime.extractor import Extractor  # noqa: E402
 from han_deploy.runtime.gallery import Gallery, faiss_available  # noqa: E402
@@ -203,6 +206,19 @@ def test_cli_refuses_bad_arguments(onnx_model: Path, dataset: dict[str, Path], t
     if not pyarrow_available():
         assert extract_main([str(onnx_model), str(dataset["folder"]), "--out", str(tmp_path / "x.parquet")]) == 2
         assert "needs pyarrow" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_model_changed_after_export(onnx_model: Path, dataset: dict[str, Path], tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    bad = tampered_copy(onnx_model, tmp_path / "export")
+    write_manifest(tmp_path / "export", onnx_model)
+    argv = [str(bad), str(dataset["list"]), "--out", str(tmp_path / "x.npz"), "--no-progress"]
+    assert extract_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not match its manifest" in err and sha256_file(onnx_model) in err and sha256_file(bad) in err
+    assert not (tmp_path / "x.npz").exists()
+    assert extract_main([*argv, "--no-verify"]) == 0
+    assert extract_main([str(onnx_model), str(dataset["list"]), "--out", str(tmp_path / "y.npz"), "--no-progress",
+                         "--manifest", str(tmp_path / "export" / "manifest.json")]) == 0  # fmt: skip
 
 
 @pytest.mark.skipif(not pyarrow_available(), reason="pyarrow not installed")

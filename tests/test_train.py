@@ -112,8 +112,9 @@ def test_empty_training_split_stops_with_a_clear_message(tmp_path: Path, capsys:
     assert code == 2 and "empty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("cache", [True, False], ids=["decoded-once", "from-disk"])
 def test_corrupt_and_missing_images_are_reported_by_path_and_skipped(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+    cache: bool, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     splits = tiny_splits(tmp_path_factory)
     corrupt = tmp_path / "0001_c1s1_000001_00.jpg"
@@ -121,7 +122,7 @@ def test_corrupt_and_missing_images_are_reported_by_path_and_skipped(
     missing = tmp_path / "0002_c1s1_000002_00.jpg"
     bad = DatasetSplits("bad", splits.train + [Record(corrupt, 0, 0), Record(missing, 1, 0)], splits.query, splits.gallery)
     cfg = TrainConfig(
-        output=str(tmp_path / "run"), epochs=1, batch_size=13, **{k: v for k, v in FAST.items() if k != "batch_size"}
+        output=str(tmp_path / "run"), epochs=1, batch_size=13, cache=cache, **{k: v for k, v in FAST.items() if k != "batch_size"}
     )
     with caplog.at_level(logging.WARNING):
         result = Trainer(cfg, bad).fit()

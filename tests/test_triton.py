@@ -22,10 +22,10 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from han_deploy.config import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, read_contract  # noqa: E402
-from han_deploy.export.triton import TritonArtifact, to_pbtxt, write_triton_repository  # noqa: E402
 from han_deploy.runtime import load_backend, preprocess  # noqa: E402
 from han_deploy.runtime.extractor import Extractor  # noqa: E402
 from han_deploy.serve.handler import BatchHandler  # noqa: E402
+from han_deploy.serve.triton import TritonArtifact, to_pbtxt, write_triton_repository  # noqa: E402
 
 EMB_TOL = 1e-5
 

@@ -165,11 +165,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from han_deploy.bench.machine import load_snapshot, machine_record
     from han_deploy.data.synth import sample_crops
-    from han_deploy.export.triton import write_triton_repository
     from han_deploy.runtime import load_backend, preprocess
     from han_deploy.runtime.extractor import Extractor, StreamingExtractor
     from han_deploy.serve.client import TritonBackend, TritonConnection
     from han_deploy.serve.server import TritonServer
+    from han_deploy.serve.triton import write_triton_repository
 
     tag = args.tag or "serving-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%MZ")
     args.out.mkdir(parents=True, exist_ok=True)

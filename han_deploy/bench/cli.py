@@ -145,7 +145,7 @@ def flops_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if args.json != "-":
         print(flops_table(reports))
         print(
-            "MACs: conv+linear multiply-adds (fvcore); FLOPs = 2 x MACs (paper's convention, DESIGN.md §2);"
+            "MACs: conv+linear multiply-adds (fvcore); FLOPs = 2 x MACs (paper's convention, docs/architecture.md);"
             " torch FLOPs: torch.utils.flop_counter cross-check; input 1x3x160x64"
         )
     return 0 if all(r.within_budget for r in reports) else 1

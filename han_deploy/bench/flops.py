@@ -1,8 +1,7 @@
 """FLOPs and parameters against the paper's budgets (Table 1 and Table 12).
 
-Convention (DESIGN.md §2): the paper's "FLOPs" are 2 x the conv + linear multiply-adds that fvcore
-counts. BatchNorm, pooling, resize and grid sampling are left out on purpose (fvcore would add them).
-The count is cross-checked with ``torch.utils.flop_counter.FlopCounterMode``, which counts 2 per MAC.
+The counting itself (the paper's convention, 2 x fvcore conv + linear MACs) is :mod:`han_deploy.model.flops`;
+this module holds the budgets and the report that compares a network with them.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "inception": ("han_medium", {"block": "inception"}),
     "residual": ("han_medium", {"block": "residual"}),
 }
-_COUNTED_OPS = ("conv", "linear", "addmm", "matmul")  # fvcore operator names of conv and FC layers
 
 
 @dataclass
@@ -41,37 +39,10 @@ class FlopsReport:
         return asdict(self)
 
 
-def count_macs(model: Any, input_size: tuple[int, int] = (160, 64)) -> int:
-    """Conv + linear multiply-adds of one forward pass at batch 1, counted by fvcore."""
-    import torch
-    from fvcore.nn import FlopCountAnalysis
-
-    x = torch.zeros(1, 3, *input_size)
-    analysis = FlopCountAnalysis(model.eval(), x)
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-    by_op = analysis.by_operator()
-    return int(sum(v for k, v in by_op.items() if k in _COUNTED_OPS))
-
-
-def count_flops_torch(model: Any, input_size: tuple[int, int] = (160, 64)) -> int:
-    """Conv + matmul FLOPs from PyTorch's own counter (2 per multiply-add)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model.eval()(torch.zeros(1, 3, *input_size))
-    ops = counter.get_flop_counts().get("Global", {})
-    return int(sum(v for k, v in ops.items() if "conv" in str(k) or "mm" in str(k)))
-
-
-def count_params(model: Any, include_classifier: bool = False) -> int:
-    return sum(p.numel() for n, p in model.named_parameters() if include_classifier or "classifier" not in n)
-
-
 def flops_report(name: str) -> FlopsReport:
     """Build the network of FLOPs-table row ``name`` and compare it with its budget."""
     from ..model import create_model
+    from ..model.flops import count_flops_torch, count_macs, count_params
 
     if name not in ROWS:
         raise ValueError(f"unknown FLOPs row {name!r}; choose from {', '.join(ROWS)}")

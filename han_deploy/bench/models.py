@@ -1,6 +1,6 @@
 """The models a benchmark measures: where they come from, their FLOPs/params against the budget, their ONNX exports.
 
-FLOPs follow the project's convention (2 x fvcore conv+linear MACs, :mod:`han_deploy.bench.flops`);
+FLOPs follow the project's convention (2 x fvcore conv+linear MACs, :mod:`han_deploy.model.flops`);
 for an ONNX file they come from its contract (``flops`` in the metadata) when present, else from the
 network its contract describes, rebuilt and counted.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import METADATA_KEY, HANConfig
-from .flops import BUDGETS, TOLERANCE, count_macs, count_params
+from .flops import BUDGETS, TOLERANCE
 
 VARIANTS = ("small", "medium", "large")
 
@@ -50,6 +50,8 @@ def han_budget(cfg: HANConfig) -> float | None:
 
 def model_info(model: Any, name: str) -> ModelInfo:
     """Count MACs (fvcore conv+linear) and parameters of an ``nn.Module`` with a ``cfg.preprocess`` contract."""
+    from ..model.flops import count_macs, count_params
+
     size = tuple(model.cfg.preprocess.input_size)
     macs = count_macs(model, size)
     budget = han_budget(model.cfg) if isinstance(model.cfg, HANConfig) else None
@@ -109,6 +111,7 @@ def info_from_contract(path: Path, contract: dict[str, Any] | None, cfg: HANConf
         source = "contract metadata" if macs is not None else "unknown: no flops in the contract"
         return _info(name, size, macs, None if params is None else int(params), budget, source)
     from ..model import HAN
+    from ..model.flops import count_params
 
     model = HAN(cfg).eval()
     if "flops" in contract:  # FLOPs recorded, parameters not: count those only
@@ -144,7 +147,7 @@ def export_fp32(model: Any, path: Path, info: ModelInfo | None = None) -> Path:
 def export_int8(fp32_path: Path, path: Path, model_cfg: Any, flavour: str = "cpu", calib_size: int = 64, seed: int = 0) -> Path:
     """INT8 Q/DQ ONNX with the export stage's quantizer (``cpu`` flavour for ONNX Runtime on x86), synthetic calibration.
 
-    Random-weight models are calibrated here for timing only: INT8 accuracy needs trained weights (DESIGN.md §5).
+    Random-weight models are calibrated here for timing only: INT8 accuracy needs trained weights (docs/export.md).
     """
     from ..export.calibration import CropCalibrationReader, synthetic_crops
     from ..export.quantize import quantize_int8

@@ -3,7 +3,7 @@
 Efficiency = a model's achieved FLOP/s (FLOPs = 2 x MACs per image x images/s) / this peak. The FP32
 peak is the best of three GEMM libraries, each reported: numpy's BLAS, PyTorch's ``mm`` and ONNX
 Runtime's own ``MatMul`` kernel (MLAS). On AMD CPUs numpy/PyTorch BLAS can take AVX2 paths while
-MLAS does not (DESIGN.md §5), so the libraries differ by up to 2x and the best is the honest peak.
+MLAS does not (docs/benchmarking.md), so the libraries differ by up to 2x and the best is the honest peak.
 ONNX Runtime's ``MatMulInteger`` (uint8 x int8 -> int32) gives the INT8 peak, in GOP/s (2 per MAC).
 """
 

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-METRIC_COLUMNS = ("R1", "R5", "R10", "mAP", "mINP")
+from .protocol import METRICS, score_features
+
 # datasets whose protocol evaluates both camera directions (query <-> gallery) and their mean
 TWO_DIRECTION_DATASETS = ("cuhk03_pair",)
 
@@ -49,11 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per protocol entry (q2g, a2b, b2a, mean, and their +rerank twins), metrics in percent."""
-    lines = [f"{'protocol':<14}" + "".join(f"{c:>8}" for c in METRIC_COLUMNS) + f"{'queries':>9}", "-" * 63]
+    lines = [f"{'protocol':<14}" + "".join(f"{c:>8}" for c in METRICS) + f"{'queries':>9}", "-" * 63]
     for name, row in results.items():
         if name == "skipped_images":
             continue
-        cells = "".join(f"{100 * row[c]:8.1f}" for c in METRIC_COLUMNS)
+        cells = "".join(f"{100 * row[c]:8.1f}" for c in METRICS)
         lines.append(f"{name:<14}{cells}{row['num_valid_queries']:9d}")
     return "\n".join(lines)
 
@@ -62,7 +63,6 @@ def _histogram_results(splits, both_directions: bool, rerank: bool, multi_query:
     """The colour-histogram baseline through the same protocol code as the model (unreadable images skipped)."""
     import numpy as np
 
-    from ..train.evaluation import score_features
     from .baseline import color_histogram_feature
 
     def featurize(records):

@@ -26,7 +26,7 @@ def evaluate_features(
 ) -> dict:
     """R1, R5, R10, mAP, mINP (fractions), ``cmc`` (list) and ``num_valid_queries`` for L2 matching.
 
-    Distances are squared L2 (same ranking as L2; the paper's d for re-ranking). ``multi_query``
+    Distances are squared L2 (same ranking as L2; what torchreid hands to re-ranking). ``multi_query``
     ("max" or "mean") pools each query with its same-id same-camera queries first, plus the
     ``multi_query_extra=(feats, pids, camids)`` images if given (Market: ``gt_bbox/``); ``rerank=True``
     applies k-reciprocal re-ranking with ``rerank_kw`` (k1, k2, lambda_value).

@@ -1,6 +1,6 @@
 """Re-id rank metrics: CMC, mAP and mINP under the standard query/gallery protocol (numpy only).
 
-Protocol (DESIGN.md §4, as torchreid and fast-reid compute it), per query:
+Protocol (docs/datasets.md, "Evaluation protocol"; as torchreid and fast-reid compute it), per query:
 
 - the gallery is sorted by distance (stable sort: ties keep gallery order);
 - gallery entries with the query's pid *and* camera are removed, and so is every gallery entry

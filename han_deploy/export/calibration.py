@@ -1,7 +1,7 @@
 """INT8 calibration data: person crops preprocessed exactly as the runtime does, fed to ONNX Runtime.
 
-Crops come from a folder (``--calib-data``; the target cameras' crops calibrate best) or, without
-one, from the project's synthetic generator. Either way they go through
+Crops come from a folder (``--calib-data DIR``; the target cameras' crops calibrate best) or from
+the project's synthetic generator (``--calib-data synthetic``, or a loud warning when none is given). Either way they go through
 :func:`han_deploy.runtime.preprocess.preprocess`, the one implementation the runtime uses.
 """
 
@@ -32,20 +32,13 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def load_crops(folder: str | os.PathLike[str], limit: int, seed: int = 0) -> list[np.ndarray]:
-    """Up to ``limit`` BGR crops from ``folder``, a seeded random subset when there are more.
+SYNTHETIC = "synthetic"  # --calib-data synthetic: calibrate on the generator's people, asked for explicitly
 
-    Unreadable files are skipped with a warning (one bad file never sinks the set); a folder with no
-    readable image is an error.
-    """
+
+def _read_crops(paths: Sequence[Path], folder: str | os.PathLike[str]) -> list[np.ndarray]:
+    """BGR images at ``paths``; unreadable files are skipped with a warning, none readable is an error."""
     import cv2
 
-    paths = list_images(folder)
-    if not paths:
-        raise CalibrationDataError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    if len(paths) > limit:
-        order = np.random.default_rng(seed).permutation(len(paths))[:limit]
-        paths = [paths[i] for i in sorted(order)]
     crops, bad = [], []
     for path in paths:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -54,10 +47,37 @@ def load_crops(folder: str | os.PathLike[str], limit: int, seed: int = 0) -> lis
         else:
             crops.append(image)
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable calibration image(s) in {folder}: {', '.join(bad[:5])}", stacklevel=2)
+        warnings.warn(f"skipped {len(bad)} unreadable calibration image(s) in {folder}: {', '.join(bad[:5])}", stacklevel=3)
     if not crops:
         raise CalibrationDataError(f"no readable image in calibration folder {folder} ({len(bad)} unreadable)")
     return crops
+
+
+def _shuffled_images(folder: str | os.PathLike[str], seed: int) -> list[Path]:
+    paths = list_images(folder)
+    if not paths:
+        raise CalibrationDataError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]
+
+
+def load_crops(folder: str | os.PathLike[str], limit: int, seed: int = 0) -> list[np.ndarray]:
+    """Up to ``limit`` BGR crops from ``folder``, a seeded random subset when there are more.
+
+    Unreadable files are skipped with a warning (one bad file never sinks the set); a folder with no
+    readable image is an error.
+    """
+    return _read_crops(sorted(_shuffled_images(folder, seed)[:limit]), folder)
+
+
+def split_crops(
+    folder: str | os.PathLike[str], n_calib: int, n_gate: int, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Calibration crops and gate crops from ``folder``, disjoint: the gate holds out up to a quarter of the images."""
+    paths = _shuffled_images(folder, seed)
+    if len(paths) < 2:
+        raise CalibrationDataError(f"calibration folder {folder} holds {len(paths)} image: the gate needs one held apart")
+    held = max(1, min(n_gate, len(paths) // 4))
+    return _read_crops(sorted(paths[held : held + n_calib]), folder), _read_crops(sorted(paths[:held]), folder)
 
 
 def synthetic_crops(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -71,21 +91,8 @@ def synthetic_crops(n: int, seed: int = 0) -> list[np.ndarray]:
     return list(sample_crops(n, seed=seed))
 
 
-def calibration_crops(calib_data: str | os.PathLike[str] | None, n: int, seed: int = 0) -> list[np.ndarray]:
-    """The crops INT8 calibrates on: from ``calib_data`` when given, else synthetic (with a warning)."""
-    if n < 1:
-        raise CalibrationDataError(f"calibration size must be >= 1, got {n}")
-    if calib_data is not None:
-        return load_crops(calib_data, n, seed)
-    warnings.warn(
-        "no --calib-data: calibrating INT8 on synthetic crops; crops from the target cameras calibrate better",
-        stacklevel=2,
-    )
-    return synthetic_crops(n, seed)
-
-
 class CropCalibrationReader:
-    """ONNX Runtime ``CalibrationDataReader`` over preprocessed crops, ``batch_size`` at a time.
+    """ONNX Runtime ``CalibrationDataReader`` over preprocessed crops in equal batches of at most ``batch_size``.
 
     Implements the reader protocol (``get_next`` returning a feed dict or None, ``rewind``) without
     subclassing, so importing this module does not import the quantization tooling.
@@ -97,7 +104,9 @@ class CropCalibrationReader:
         if not crops:
             raise CalibrationDataError("no calibration crops")
         self.inputs = preprocess(list(crops), pre)
-        self.batch_size = max(1, batch_size)
+        # equal batches: ONNX Runtime's histogram calibrators stack the per-batch outputs into one array
+        n = len(self.inputs)
+        self.batch_size = max(d for d in range(1, max(1, min(batch_size, n)) + 1) if n % d == 0)
         self.input_name = input_name
         self._next = 0
 

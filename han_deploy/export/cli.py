@@ -6,12 +6,18 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
 from ..cli_args import choice_list
-from . import parity, quantize
+from . import calibration, parity, quantize
 from .exporter import PRECISIONS, TARGETS, ExportError, ExportOptions, run_export
+
+
+def _calib_source(value: str) -> Path | str:
+    """``--calib-data``: the word ``synthetic`` asks for the generator, anything else is a folder."""
+    return calibration.SYNTHETIC if value == calibration.SYNTHETIC else Path(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="han-export",
         description="Export a HAN re-id model to ONNX (FP32, FP16, INT8 Q/DQ for TensorRT and for the ONNX Runtime CPU), "
         "optionally TensorRT engines and Triton / DeepStream recipes. Every artifact passes a parity gate against "
-        "PyTorch; a failed gate exits with status 1 and leaves no file behind. See docs/export.md.",
+        "PyTorch; a failed gate exits with status 1 and leaves no file behind (2: bad input, 3: a step crashed). "
+        "See docs/export.md.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--variant", default="medium", help="model variant: small, medium or large (han_* names work too)")
@@ -38,12 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--calib-data",
-        type=Path,
+        type=_calib_source,
         metavar="DIR",
-        help="folder of person crops for INT8 calibration (target cameras calibrate best); default: synthetic crops",
+        help="folder of person crops from the target cameras for INT8 calibration (without --eval-data a part is held "
+        "apart for the gate); 'synthetic' calibrates on generated people on purpose; default: synthetic with a warning",
     )
     p.add_argument("--calib-method", choices=quantize.CALIB_METHODS, default="percentile", help="INT8 range calibration")
     p.add_argument("--calib-size", type=int, default=128, metavar="N", help="number of calibration crops")
+    p.add_argument(
+        "--sensitivity-layers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="when an INT8 flavour misses its target on calibration crops, keep up to N most harmful layers float (0: off)",
+    )
     p.add_argument(
         "--batch", type=int, default=32, metavar="N", help="max batch of the dynamic TensorRT profile (and of the recipes)"
     )
@@ -89,15 +104,29 @@ def _gate_lines(results: list[dict]) -> list[str]:
     lines = ["  gate (per-sample cosine vs PyTorch, worst of batch 1/7/32):"]
     for r in results:
         status = "ok" if not r["failures"] else ("FAIL" if r["enforced"] else "below threshold, not enforced")
-        extra = ""
-        if r["retrieval"]:
-            extra = f"  R1 {r['retrieval']['R1']:.1f} mAP {r['retrieval']['mAP']:.1f} (drop {r['retrieval']['map_drop']:+.2f})"
-        lines.append(f"    {r['artifact']:<22} {r['statistic']} {r['value']:.6f} (>= {r['threshold']}) {status}{extra}")
+        lines.append(
+            f"    {r['artifact']:<22} {r['statistic']} {r['value']:.6f} (>= {r['threshold']}, {r['session']}) {status}"
+            + _retrieval_text(r["retrieval"])
+        )
+        for session, other in r.get("reported", {}).items():
+            text = f"    {'':<22} {r['statistic']} {other[r['statistic']]:.6f} ({session}, reported)"
+            lines.append(text + _retrieval_text(other["retrieval"]))
     return lines
 
 
+def _retrieval_text(retrieval: dict | None) -> str:
+    return "" if not retrieval else f"  R1 {retrieval['R1']:.1f} mAP {retrieval['mAP']:.1f} (drop {retrieval['map_drop']:+.2f})"
+
+
 def _summary(data: dict) -> str:
-    lines = [f"han_{data['variant']} -> {len(data['artifacts'])} artifact(s)", *_gate_lines(data["parity"]["results"])]
+    lines = [f"han_{data['variant']} -> {len(data['artifacts'])} artifact(s)", f"  gate inputs: {data['parity']['inputs']}"]
+    if data["calibration"]:
+        lines.append(f"  INT8 calibration: {data['calibration']['size']} crops of {data['calibration']['source']}")
+    for a in data["artifacts"]:
+        kept = a.get("quantization", {}).get("sensitivity", {}).get("kept")
+        if kept:
+            lines.append(f"  {a['file']}: kept float by the sensitivity pass: {', '.join(kept)}")
+    lines += _gate_lines(data["parity"]["results"])
     for e in data["engines"]:
         lines.append(f"  engine {e['file']}: {'built' if e['built'] else 'not built'}; trtexec: {e['trtexec']}")
     return "\n".join(lines)
@@ -136,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         max_map_drop=args.max_map_drop,
         targets=tuple(args.target),
         seed=args.seed,
+        sensitivity_layers=args.sensitivity_layers,
         progress=not args.quiet,
     )
     try:
@@ -147,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as exc:
         print(f"han-export: error: {exc}", file=sys.stderr)
         return 2
+    except Exception:  # a crash is not a failed gate: its own status, with the traceback
+        traceback.print_exc()
+        print(
+            f"han-export: an export step crashed (a bug, please report it); nothing was written to {args.output}", file=sys.stderr
+        )
+        return 3
     print(json.dumps(data, indent=2) if args.json else _summary(data))
     print(f"wrote {Path(args.output) / 'manifest.json'}", file=sys.stderr)
     return 0

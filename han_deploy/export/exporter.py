@@ -1,11 +1,14 @@
 """One export run: PyTorch -> FP32 / FP16 / INT8 ONNX (+ engines, recipes), gated, with a manifest.
 
 Everything is written into a staging folder inside the output folder and moved into place only
-after every artifact passed its gate, so a failed run leaves no half-written file behind.
+after every artifact passed its gate, so a failed run leaves no half-written file behind. The gate
+compares on the user's crops (--eval-data, or --calib-data crops held apart from calibration) and
+falls back to synthetic crops only without either (docs/export.md "The parity gate").
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -18,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..config import INPUT_NAME, OUTPUT_NAME, HANConfig
-from . import calibration, graph_checks, manifest, parity, quantize, tensorrt_build
+from . import calibration, graph_checks, manifest, parity, quantize, sensitivity, tensorrt_build
 from .onnx_export import MIN_OPSET, export_onnx
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,12 @@ ONNX_FILES = {
 }
 ENGINE_SOURCES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 GATE_SAMPLES = 32
+SENSITIVITY_MARGIN = 0.002  # the sensitivity pass aims this far above the gate threshold (probe crops differ)
+SYNTHETIC_CALIBRATION_WARNING = (
+    "INT8 is calibrated on SYNTHETIC people (no --calib-data): its ranges are not your cameras', so the INT8 "
+    "artifacts are not deployable; pass --calib-data DIR with crops from the target cameras, or "
+    "--calib-data synthetic to ask for this on purpose"
+)
 
 
 class ExportError(RuntimeError):
@@ -48,7 +57,7 @@ class ExportOptions:
     output: Path = Path("export-out")
     checkpoint: Path | None = None
     precisions: tuple[str, ...] = PRECISIONS
-    calib_data: Path | None = None
+    calib_data: Path | str | None = None  # a folder, or calibration.SYNTHETIC
     calib_method: str = "percentile"
     calib_size: int = 128
     batch: int = 32
@@ -64,6 +73,7 @@ class ExportOptions:
     max_map_drop: float = parity.MAX_MAP_DROP
     targets: tuple[str, ...] = ()
     seed: int = 0
+    sensitivity_layers: int = 4  # at most this many INT8 layers kept float when a flavour misses its target
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -129,19 +139,49 @@ def load_model(opts: ExportOptions) -> tuple[Any, bool]:
     return model.eval(), True
 
 
-def _gate_inputs(opts: ExportOptions, cfg: HANConfig, calib: list[np.ndarray] | None) -> tuple[np.ndarray, str]:
-    """32 preprocessed crops the gate compares on: synthetic, disjoint from the calibration seed."""
+@dataclass
+class ExportData:
+    """What calibrates INT8 and what the gate compares on, each with where it came from."""
+
+    calib: list[np.ndarray] | None
+    calib_source: str | None
+    gate_inputs: np.ndarray
+    gate_source: str
+    eval_split: tuple[np.ndarray, np.ndarray, dict] | None
+
+
+def _select_data(opts: ExportOptions, cfg: HANConfig) -> ExportData:
+    """Gate on --eval-data, else on crops of --calib-data held apart from calibration, else on synthetic crops."""
     from ..runtime.preprocess import preprocess
 
     try:
+        eval_split = parity.load_eval_split(opts.eval_data, cfg.preprocess) if opts.eval_data is not None else None
+    except ValueError as exc:
+        raise ExportError(f"--eval-data: {exc}") from None
+    folder = None if opts.calib_data in (None, calibration.SYNTHETIC) else Path(opts.calib_data)
+    int8 = "int8" in opts.precisions
+    calib, held = None, None
+    if folder is not None and eval_split is None:
+        calib, held = calibration.split_crops(folder, opts.calib_size, GATE_SAMPLES, opts.seed)
+    elif folder is not None and int8:
+        calib = calibration.load_crops(folder, opts.calib_size, opts.seed)
+    if eval_split is not None:
+        pool = np.concatenate(eval_split[:2])
+        pick = np.sort(np.random.default_rng(opts.seed).permutation(len(pool))[:GATE_SAMPLES])
+        gate, source = pool[pick], f"{len(pick)} crops of --eval-data {opts.eval_data}"
+    elif held is not None:
+        gate, source = preprocess(held, cfg.preprocess), f"{len(held)} crops of {folder} held apart from calibration"
+    else:
         crops = calibration.synthetic_crops(GATE_SAMPLES, seed=opts.seed + 1)
-        source = f"synthetic crops (seed {opts.seed + 1})"
-    except calibration.CalibrationDataError:
-        if not calib:
-            raise
-        crops = [calib[i % len(calib)] for i in range(GATE_SAMPLES)]
-        source = "calibration crops (synthetic generator unavailable)"
-    return preprocess(crops, cfg.preprocess), source
+        gate = preprocess(crops, cfg.preprocess)
+        source = f"synthetic crops (seed {opts.seed + 1}): no --eval-data or --calib-data given"
+        log.warning("gate compares on %s", source)
+    calib_source = str(folder) if calib is not None else None
+    if int8 and calib is None:
+        if opts.calib_data is None:
+            warnings.warn(SYNTHETIC_CALIBRATION_WARNING, stacklevel=3)
+        calib, calib_source = calibration.synthetic_crops(opts.calib_size, opts.seed), calibration.SYNTHETIC
+    return ExportData(calib if int8 else None, calib_source if int8 else None, gate, source, eval_split)
 
 
 def _stage_dir(output: Path) -> Path:
@@ -165,28 +205,82 @@ def run_export(opts: ExportOptions) -> dict[str, Any]:
     model, trained = load_model(opts)
     cfg: HANConfig = model.cfg
     profile = _profile(opts, cfg)
-    calib = None
-    if "int8" in opts.precisions:
-        try:
-            calib = calibration.calibration_crops(opts.calib_data, opts.calib_size, opts.seed)
-        except calibration.CalibrationDataError as exc:
-            raise ExportError(f"--calib-data: {exc}") from None
+    try:
+        data = _select_data(opts, cfg)
+    except calibration.CalibrationDataError as exc:
+        raise ExportError(f"--calib-data: {exc}") from None
     stage = _stage_dir(output)
     try:
-        data = _export_into(stage, opts, model, trained, profile, calib)
-        manifest.write_manifest(stage / manifest.MANIFEST_NAME, data)
+        result = _export_into(stage, opts, model, trained, profile, data)
+        manifest.write_manifest(stage / manifest.MANIFEST_NAME, result)
         _publish(stage, output)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return data
+    return result
+
+
+def _quantize(stage: Path, opts: ExportOptions, cfg: HANConfig, calib: list[np.ndarray]) -> dict[str, Any]:
+    """Both INT8 flavours from ``stage/model.onnx``, each with the sensitivity pass; name -> quantization report."""
+    reader = calibration.CropCalibrationReader(calib, cfg.preprocess)
+    probe = reader.inputs[:GATE_SAMPLES]  # calibration crops: the gate's crops stay unseen
+    reference = parity.run_batched(parity.ort_infer(stage / "model.onnx"), probe, GATE_SAMPLES)
+    reports: dict[str, Any] = {}
+    for name, kind, flavour in (("model.int8.onnx", "int8", "tensorrt"), ("model.int8-cpu.onnx", "int8-cpu", "cpu")):
+        log.info("quantizing to INT8 (%s flavour, %s calibration on %d crops)", flavour, opts.calib_method, len(calib))
+        report = quantize.quantize_int8(stage / "model.onnx", stage / name, reader, flavour, opts.calib_method)
+        found = sensitivity.keep_most_harmful(
+            stage / name,
+            probe,
+            reference,
+            parity.THRESHOLDS[kind].value + SENSITIVITY_MARGIN,
+            opts.sensitivity_layers,
+            functools.partial(parity.ort_infer, session=parity.GATE_SESSIONS[kind]),
+        )
+        if found.kept:
+            log.info("%s: keeping %d layer(s) float after the sensitivity pass: %s", name, len(found.kept), ", ".join(found.kept))
+            report = quantize.quantize_int8(
+                stage / "model.onnx", stage / name, reader, flavour, opts.calib_method, extra_float=tuple(found.kept)
+            )
+        reports[name] = {**report.to_dict(), "sensitivity": found.to_dict()}
+    kept_convs = reports["model.int8-cpu.onnx"]["kept_float_convs"]
+    stray = graph_checks.unexpected_float_convs(graph_checks.optimized_graph(stage / "model.int8-cpu.onnx"), kept_convs)
+    if stray:
+        raise ExportError(f"model.int8-cpu.onnx: ONNX Runtime left {len(stray)} conv(s) in float: {', '.join(stray[:5])}")
+    return reports
+
+
+def _gate(
+    stage: Path, files: list[str], opts: ExportOptions, reference: np.ndarray, data: ExportData, enforce: bool
+) -> list[parity.ParityResult]:
+    """Every artifact's parity, judged in its gate session; INT8-TRT also reports the default ONNX Runtime session."""
+    results: list[parity.ParityResult] = []
+    fp32_retrieval = None
+    for name in files:
+        kind = ONNX_FILES[name][1]
+        measured = {}
+        for session in dict.fromkeys((parity.GATE_SESSIONS[kind], "ort-default")):
+            infer = parity.ort_infer(stage / name, session=session)
+            retrieval = None
+            if data.eval_split is not None:
+                retrieval = parity.retrieval_metrics(infer, *data.eval_split)
+                fp32_retrieval = fp32_retrieval or dict(retrieval)
+                retrieval["map_drop"] = fp32_retrieval["mAP"] - retrieval["mAP"]
+                retrieval["r1_drop"] = fp32_retrieval["R1"] - retrieval["R1"]
+            measured[session] = (parity.cosine_parity(infer, reference, data.gate_inputs), retrieval)
+        gate_session = parity.GATE_SESSIONS[kind]
+        per_batch, retrieval = measured.pop(gate_session)
+        result = parity.judge(name, kind, per_batch, enforce, retrieval, opts.max_map_drop, session=gate_session)
+        result.reported = {s: parity.summarise(*m) for s, m in measured.items()}
+        results.append(result)
+    return results
 
 
 def _export_into(
-    stage: Path, opts: ExportOptions, model: Any, trained: bool, profile: tensorrt_build.BatchProfile, calib: Any
+    stage: Path, opts: ExportOptions, model: Any, trained: bool, profile: tensorrt_build.BatchProfile, data: ExportData
 ) -> dict[str, Any]:
     import torch
 
-    from ..bench.flops import count_flops_torch
+    from ..model.flops import count_flops_torch
 
     cfg: HANConfig = model.cfg
     flops = count_flops_torch(model)
@@ -200,43 +294,20 @@ def _export_into(
         convert_fp16(stage / "model.onnx", stage / "model.fp16.onnx", keep_io_types=not opts.fp16_io)
         files.append("model.fp16.onnx")
     quant_reports: dict[str, Any] = {}
-    if "int8" in opts.precisions:
-        reader = calibration.CropCalibrationReader(calib, cfg.preprocess)
-        for name, flavour in (("model.int8.onnx", "tensorrt"), ("model.int8-cpu.onnx", "cpu")):
-            log.info("quantizing to INT8 (%s flavour, %s calibration on %d crops)", flavour, opts.calib_method, len(calib))
-            report = quantize.quantize_int8(stage / "model.onnx", stage / name, reader, flavour, opts.calib_method)
-            quant_reports[name] = report
-            files.append(name)
-        kept_convs = quant_reports["model.int8-cpu.onnx"].to_dict()["kept_float_convs"]
-        stray = graph_checks.unexpected_float_convs(graph_checks.optimized_graph(stage / "model.int8-cpu.onnx"), kept_convs)
-        if stray:
-            raise ExportError(f"model.int8-cpu.onnx: ONNX Runtime left {len(stray)} conv(s) in float: {', '.join(stray[:5])}")
+    if data.calib is not None:
+        quant_reports = _quantize(stage, opts, cfg, data.calib)
+        files += list(quant_reports)
 
-    # parity gate
-    log.info("parity gate: %d artifacts x batch %s", len(files), "/".join(map(str, parity.GATE_BATCHES)))
-    inputs, gate_source = _gate_inputs(opts, cfg, calib)
+    log.info("parity gate: %d artifacts x batch %s on %s", len(files), "/".join(map(str, parity.GATE_BATCHES)), data.gate_source)
     with torch.no_grad():
-        reference = model(torch.from_numpy(inputs)).numpy()
-    eval_split = parity.load_eval_split(opts.eval_data, cfg.preprocess) if opts.eval_data is not None else None
-    results: list[parity.ParityResult] = []
-    fp32_retrieval = None
-    for name in files:
-        _, kind, _ = ONNX_FILES[name]
-        infer = parity.ort_infer(stage / name)
-        per_batch = parity.cosine_parity(infer, reference, inputs)
-        retrieval = None
-        if eval_split is not None:
-            retrieval = parity.retrieval_metrics(infer, *eval_split)
-            if fp32_retrieval is None:
-                fp32_retrieval = retrieval
-            retrieval["map_drop"] = fp32_retrieval["mAP"] - retrieval["mAP"]
-            retrieval["r1_drop"] = fp32_retrieval["R1"] - retrieval["R1"]
-        enforce = trained if opts.enforce_gate is None else opts.enforce_gate
-        results.append(parity.judge(name, kind, per_batch, enforce, retrieval, opts.max_map_drop))
+        reference = model(torch.from_numpy(data.gate_inputs)).numpy()
+    enforce = trained if opts.enforce_gate is None else opts.enforce_gate
+    results = _gate(stage, files, opts, reference, data, enforce)
     for r in results:
         log.info(
-            "gate %s: %s cosine %.6f (threshold %s)%s", r.artifact, r.statistic, r.value, r.threshold, "" if r.passed else " FAIL"
-        )
+            "gate %s: %s cosine %.6f (threshold %s, %s)%s",
+            r.artifact, r.statistic, r.value, r.threshold, r.session, "" if r.passed else " FAIL",
+        )  # fmt: skip
         if r.failures and not r.enforced:
             warnings.warn(f"{r.artifact}: {'; '.join(r.failures)} (reported, not enforced)", stacklevel=2)
     if not all(r.passed for r in results):
@@ -268,13 +339,13 @@ def _export_into(
         extra: dict[str, Any] = {"precision": precision, "gate": kind}
         if flavour:
             extra["int8_flavour"] = flavour
-            extra["quantization"] = quant_reports[name].to_dict()
+            extra["quantization"] = quant_reports[name]
         artifacts.append(manifest.file_entry(stage / name, **extra))
     artifacts += [e for e in engines if e["built"]]
 
     recipes: dict[str, Any] = {}
     if "deepstream" in opts.targets:
-        recipes["deepstream"] = _deepstream(stage, opts, model, inputs)
+        recipes["deepstream"] = _deepstream(stage, opts, model)
     if "triton" in opts.targets:
         recipes["triton"] = _triton(stage, opts, cfg, files, engines)
 
@@ -295,25 +366,21 @@ def _export_into(
         "versions": manifest.versions(),
         "profile": profile.to_dict(),
         "calibration": None
-        if calib is None
-        else {
-            "source": str(opts.calib_data) if opts.calib_data else "synthetic",
-            "size": len(calib),
-            "method": opts.calib_method,
-        },
+        if data.calib is None
+        else {"source": data.calib_source, "size": len(data.calib), "method": opts.calib_method},
         "artifacts": artifacts,
         "engines": engines,
         "parity": {
-            "inputs": gate_source,
+            "inputs": data.gate_source,
             "batches": list(parity.GATE_BATCHES),
-            "enforced_for_reduced_precision": trained if opts.enforce_gate is None else opts.enforce_gate,
+            "enforced_for_reduced_precision": enforce,
             "results": [r.to_dict() for r in results],
         },
         "recipes": recipes,
     }
 
 
-def _deepstream(stage: Path, opts: ExportOptions, model: Any, inputs: np.ndarray) -> dict[str, Any]:
+def _deepstream(stage: Path, opts: ExportOptions, model: Any) -> dict[str, Any]:
     import torch
 
     from ..runtime.preprocess import resize_crop
@@ -343,7 +410,7 @@ def _deepstream(stage: Path, opts: ExportOptions, model: Any, inputs: np.ndarray
 
 
 def _triton(stage: Path, opts: ExportOptions, cfg: HANConfig, files: list[str], engines: list[dict]) -> dict[str, Any]:
-    from .triton import TritonArtifact, write_triton_repository
+    from ..serve.triton import TritonArtifact, write_triton_repository
 
     artifacts = []
     for name in files:

@@ -1,7 +1,7 @@
 """FP16 ONNX: half-precision weights and compute with float32 inputs and outputs (the GPU artifact).
 
 On an x86 CPU ONNX Runtime has no FP16 conv and inserts casts, so this model is slower there;
-it is checked on the CPU for accuracy only (DESIGN.md §5) and built into an FP16 TensorRT engine.
+it is checked on the CPU for accuracy only (docs/export.md) and built into an FP16 TensorRT engine.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 * which tensors are non-negative by construction (ReLU outputs and what only moves or averages them),
   so the CPU INT8 model can give them uint8 with zero point 0;
-* which nodes stay in float (DESIGN.md §5): the stem conv, the crop-grid arithmetic between the
+* which nodes stay in float (docs/export.md): the stem conv, the crop-grid arithmetic between the
   hard-attention FC and GridSample, and the embedding tail after the head FCs;
 * after quantization: shared DequantizeLinear nodes split per consumer, the Q/DQ parameters
   summarised, and the ONNX Runtime-optimised graph searched for convolutions left in float.
@@ -143,7 +143,7 @@ def _descendants(graph: Any, tensors: Iterable[str]) -> set[str]:
 
 
 def kept_float_nodes(model: Any) -> dict[str, str]:
-    """Nodes to keep out of INT8, each with the reason (DESIGN.md §5 measurements).
+    """Nodes to keep out of INT8, each with the reason (docs/export.md, measurements).
 
     * ``stem``: the first conv, reading the normalised image (largest single-layer INT8 loss, ~1% of compute);
     * ``soft-spatial``: the single-channel (1 -> 1) convs of soft spatial attention: a few hundred MACs,
@@ -184,6 +184,130 @@ def kept_float_nodes(model: Any) -> dict[str, str]:
             for name in (head.name, *downstream):
                 kept.setdefault(name, "embedding-tail")
     return kept
+
+
+def residual_adds(model: Any) -> list[str]:
+    """Names of the residual Adds: two activation inputs, one from a conv, output read only by a ReLU."""
+    graph = model.graph
+    producers = _producers(graph)
+    consumers = _consumers(graph)
+    found = []
+    for node in graph.node:
+        if node.op_type != "Add" or len(node.input) != 2 or not all(i in producers for i in node.input):
+            continue
+        readers = consumers.get(node.output[0], [])
+        from_conv = any(producers[i].op_type in CONV_OPS for i in node.input)
+        if from_conv and len(readers) == 1 and readers[0].op_type == "Relu":
+            found.append(node.name)
+    return found
+
+
+def tensorrt_quantized_nodes(model: Any, kept: Iterable[str]) -> list[str]:
+    """The nodes whose inputs get Q/DQ for TensorRT (docs/export.md): weighted layers and residual Adds, less ``kept``."""
+    kept = set(kept)
+    weighted = [n.name for n in model.graph.node if n.op_type in CONV_OPS | FC_OPS]
+    return [name for name in (*weighted, *residual_adds(model)) if name not in kept]
+
+
+def _qdq_source(producers: dict[str, Any], tensor: str) -> str | None:
+    """The float tensor behind ``tensor`` when it is the output of a DQ fed by a Q, else None."""
+    dq = producers.get(tensor)
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return None
+    q = producers.get(dq.input[0])
+    return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+
+
+def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
+    """Point every input of ``nodes`` that comes through a Q -> DQ pair at the float tensor before it (in place).
+
+    Used to keep a node's inputs float after quantization (what reads a quantized tensor without being
+    a quantized layer, and layers kept in float by the sensitivity pass); Q/DQ nodes left unread are
+    removed. Weights stored as INT8 initializers (no Q in front) stay dequantized. Returns inputs rewired.
+    """
+    graph = model.graph
+    producers = _producers(graph)
+    names = set(nodes)
+    rewired = 0
+    for node in graph.node:
+        if node.name not in names:
+            continue
+        for k, tensor in enumerate(node.input):
+            source = _qdq_source(producers, tensor)
+            if source is not None:
+                node.input[k] = source
+                rewired += 1
+    prune_unread_qdq(model)
+    return rewired
+
+
+def prune_unread_qdq(model: Any) -> int:
+    """Remove Q/DQ nodes whose outputs nobody reads (repeatedly) and the initializers left unread; returns nodes removed."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    removed = 0
+    while True:
+        consumers = _consumers(graph)
+        dead = [
+            n
+            for n in graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+            and not consumers.get(n.output[0])
+            and n.output[0] not in outputs
+        ]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+        removed += len(dead)
+    read = {i for n in graph.node for i in n.input}
+    unread = [t for t in graph.initializer if t.name not in read]
+    for tensor in unread:  # their scales and zero points
+        graph.initializer.remove(tensor)
+    return removed
+
+
+def quantized_layers(model: Any) -> list[str]:
+    """Names of the non-Q/DQ nodes that read at least one input through a DequantizeLinear (the INT8 layers)."""
+    producers = _producers(model.graph)
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and any(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input)
+    ]
+
+
+def float_readers_of_qdq(model: Any, quantized: Iterable[str]) -> list[str]:
+    """Nodes outside ``quantized`` that read an activation through a Q -> DQ pair (should be none for TensorRT)."""
+    producers = _producers(model.graph)
+    keep = set(quantized)
+    return [
+        n.name
+        for n in model.graph.node
+        if n.name not in keep
+        and n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and any(_qdq_source(producers, i) is not None for i in n.input)
+    ]
+
+
+def fold_constant_identities(model: Any) -> int:
+    """Replace every Identity that reads an initializer by an initializer of its own (in place).
+
+    Without onnxslim the TorchScript exporter reads equal constants (e.g. the zero conv biases of a
+    fresh network) through Identity nodes; ONNX Runtime's quantizer only quantizes a bias that is an
+    initializer, and a conv with a non-initializer bias is not fused into an integer one. Returns nodes removed.
+    """
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    folded = [n for n in graph.node if n.op_type == "Identity" and n.input[0] in inits]
+    for node in folded:
+        copy = type(inits[node.input[0]])()
+        copy.CopyFrom(inits[node.input[0]])
+        copy.name = node.output[0]
+        graph.initializer.append(copy)
+        graph.node.remove(node)
+    return len(folded)
 
 
 def unshare_initializers(model: Any, op_types: set[str] = CONV_OPS | FC_OPS | {"BatchNormalization"}) -> int:
@@ -343,12 +467,14 @@ def float_convs(model: Any) -> list[str]:
 
 
 def unexpected_float_convs(optimized: Any, kept: Iterable[str]) -> list[str]:
-    """Float convs of an optimised graph that are not among the deliberately ``kept`` ones.
+    """Float convs of an optimised graph beyond the deliberately ``kept`` ones (empty when there are none).
 
-    ONNX Runtime renames nodes it rewrites (e.g. ``<name>_output_0_nchwc``), so a kept conv matches
-    by name prefix; if more float convs remain than were kept, every one is reported.
+    Kept convs are float by construction, so the count decides. ONNX Runtime renames nodes it rewrites
+    (e.g. ``<tensor>_nchwc``), so names only point at the likely culprits: those not starting with a
+    kept name, else every float conv.
     """
     kept = list(kept)
     found = float_convs(optimized)
-    stray = [n for n in found if not any(n.startswith(k) for k in kept)]
-    return stray if stray or len(found) <= len(kept) else found
+    if len(found) <= len(kept):
+        return []
+    return [n for n in found if not any(n.startswith(k) for k in kept)] or found

@@ -5,7 +5,7 @@
 * with an evaluation split, R1 and mAP of each artifact next to the FP32 ONNX model.
 
 Reduced-precision thresholds are enforced only for trained weights: a freshly initialised HAN is
-chaotic (input noise of 0.01 sigma already drops cosine to ~0.87, DESIGN.md §5), so its INT8 numbers
+chaotic (input noise of 0.01 sigma already drops cosine to ~0.87, docs/export.md), so its INT8 numbers
 say nothing about a trained model's.
 """
 
@@ -55,6 +55,8 @@ class ParityResult:
     passed: bool
     retrieval: dict[str, float] | None = None
     failures: list[str] = field(default_factory=list)
+    session: str = "ort-default"  # how the judged numbers were measured (SESSIONS)
+    reported: dict[str, dict[str, Any]] = field(default_factory=dict)  # other sessions' numbers, not enforced
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,13 +86,32 @@ def run_batched(infer: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch:
     return np.concatenate([infer(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
-def ort_infer(path: str | os.PathLike[str], threads: int = 0) -> Callable[[np.ndarray], np.ndarray]:
-    """A CPU ONNX Runtime session for ``path`` as a function batch -> embeddings."""
+# how a gate runs an artifact: ONNX Runtime as deployed on the CPU, or the Q/DQ graph simulated in float
+# (no graph optimisation: every QuantizeLinear/DequantizeLinear runs as written and every layer in float
+# on the dequantized values, which is TensorRT's arithmetic: int8 x int8 products summed exactly in int32)
+SESSIONS = ("ort-default", "qdq-simulated")
+GATE_SESSIONS = {"fp32": "ort-default", "fp16": "ort-default", "int8": "qdq-simulated", "int8-cpu": "ort-default"}
+
+
+def ort_infer(
+    model: str | os.PathLike[str] | bytes, threads: int = 0, session: str = "ort-default"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A CPU ONNX Runtime session for ``model`` (path or serialized bytes) as a function batch -> embeddings.
+
+    ``session="qdq-simulated"`` runs the graph unoptimised, free of ONNX Runtime's x86 integer kernels
+    (uint8 rewrite, 16-bit saturating sums on CPUs without VNNI): what TensorRT computes.
+    """
     import onnxruntime as ort
 
+    if session not in SESSIONS:
+        raise ValueError(f"session must be one of {SESSIONS}, got {session!r}")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    opts.log_severity_level = 3  # errors only
+    if session == "qdq-simulated":
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     dtype = np.float16 if sess.get_inputs()[0].type == "tensor(float16)" else np.float32  # --fp16-io models
     return lambda x: sess.run(None, {INPUT_NAME: np.ascontiguousarray(x, dtype=dtype)})[0].astype(np.float32)
 
@@ -116,8 +137,9 @@ def judge(
     enforce: bool,
     retrieval: dict[str, float] | None = None,
     max_map_drop: float = MAX_MAP_DROP,
+    session: str = "ort-default",
 ) -> ParityResult:
-    """Apply ``kind``'s threshold (and the mAP budget for INT8) to measured numbers.
+    """Apply ``kind``'s threshold (and the mAP budget for INT8) to numbers measured in ``session``.
 
     FP32 is always enforced (it checks the export itself); reduced precision only with ``enforce``
     (the exporter enforces for trained weights).
@@ -129,14 +151,23 @@ def judge(
     if value < th.value:
         worst = min(per_batch, key=lambda b: per_batch[b][th.statistic])
         failures.append(
-            f"{th.statistic} cosine {value:.6f} < {th.value} (short by {th.value - value:.2g}, worst at batch {worst})"
+            f"{th.statistic} cosine {value:.6f} < {th.value} (short by {th.value - value:.2g}, worst at batch {worst}, {session})"
         )
     if retrieval is not None and kind.startswith("int8") and retrieval.get("map_drop", 0.0) > max_map_drop:
-        failures.append(f"mAP drop {retrieval['map_drop']:.2f} points > {max_map_drop} allowed")
+        failures.append(f"mAP drop {retrieval['map_drop']:.2f} points > {max_map_drop} allowed ({session})")
     passed = not failures
     return ParityResult(
-        artifact, kind, th.statistic, th.value, value, per_batch, enforced, passed or not enforced, retrieval, failures
+        artifact, kind, th.statistic, th.value, value, per_batch, enforced, passed or not enforced, retrieval, failures, session
     )
+
+
+def summarise(per_batch: dict[int, dict[str, float]], retrieval: dict[str, float] | None) -> dict[str, Any]:
+    """Worst mean and min cosine over the batch sizes, with the retrieval numbers (a reported, unjudged session)."""
+    return {
+        "mean": min(s["mean"] for s in per_batch.values()),
+        "min": min(s["min"] for s in per_batch.values()),
+        "retrieval": retrieval,
+    }
 
 
 def retrieval_metrics(

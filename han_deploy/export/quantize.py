@@ -1,16 +1,18 @@
 """INT8 Q/DQ ONNX in two flavours, with ONNX Runtime's ``quantize_static`` (QDQ format).
 
-Why two (DESIGN.md §5, measured on this reconstruction): TensorRT wants symmetric signed INT8
-everywhere, but in ONNX Runtime on x86 that keeps every ReLU as DQ -> float ReLU -> Q and runs no
-faster than FP32. ONNX Runtime's CPU kernels want uint8 activations; for non-negative (post-ReLU)
-tensors uint8 with zero point 0 is still symmetric about 0, the ReLU folds away, and it is faster
-and more accurate. So:
+Why two (docs/export.md "INT8 flavours"): TensorRT wants symmetric signed INT8, placed where its
+fusions expect it; ONNX Runtime's CPU kernels want uint8 activations around every op it runs in
+integer. So:
 
-* ``tensorrt`` (``model.int8.onnx``): int8 activations and weights, symmetric, zero points 0,
-  per-channel weights; weights stay float behind a Q -> DQ pair and biases stay float, which is
-  how TensorRT's parser takes explicit quantization;
+* ``tensorrt`` (``model.int8.onnx``): Q/DQ only on the inputs of the weighted layers (Conv, Gemm,
+  MatMul) and of residual Adds, as TensorRT's explicit-quantization guide places them: a conv's
+  output is never quantized (Conv + ReLU + the next layer's Q fuse), and nothing else (ReLU,
+  Sigmoid, Mul, ReduceMean, Flatten, GridSample, the kept-float nodes) reads a dequantized tensor.
+  Symmetric int8 activations, per-channel symmetric weights (conv axis 0) as float behind a
+  Q -> DQ pair, float biases: how TensorRT's parser takes explicit quantization;
 * ``cpu`` (``model.int8-cpu.onnx``): uint8 for tensors that are non-negative by construction (zero
-  point 0), int8 symmetric for the few signed ones (soft-attention maps), int8 per-channel weights.
+  point 0), int8 symmetric for the few signed ones (soft-attention maps), int8 per-channel weights,
+  Q/DQ around every op ONNX Runtime can run in integer.
 
 Both keep the stem conv, the crop-grid arithmetic and the embedding tail in float
 (:func:`~han_deploy.export.graph_checks.kept_float_nodes`) and split shared DequantizeLinear nodes.
@@ -79,7 +81,9 @@ def _float64_histograms() -> Iterator[None]:
 
         @staticmethod
         def histogram(a: Any, *args: Any, **kwargs: Any) -> Any:
-            return real.histogram(real.asarray(a, dtype=real.float64), *args, **kwargs)
+            # bins in float64, edges back in the data's dtype: ONNX Runtime's TensorData takes float16/32 only
+            counts, edges = real.histogram(real.asarray(a, dtype=real.float64), *args, **kwargs)
+            return counts, edges.astype(real.float32)
 
     calibrate.np = _Numpy()  # type: ignore[assignment]
     try:
@@ -101,6 +105,44 @@ def _calibrate_method(name: str) -> Any:
         raise ValueError(f"calibration method must be one of {CALIB_METHODS}, got {name!r}") from None
 
 
+def _cpu_overrides(model: Any) -> dict[str, Any]:
+    """CPU flavour: uint8 with zero point 0 for non-negative tensors, symmetric int8 for the signed ones."""
+    from onnxruntime.quantization import QuantType
+
+    nonneg = graph_checks.nonnegative_tensors(model)
+    activations = {o for n in model.graph.node for o in n.output if o} - {o.name for o in model.graph.output}
+    signed = activations - nonneg
+    # an integer conv reads and writes one type: a conv with a signed output reads int8 too
+    # (a conv followed only by a ReLU writes the ReLU's output: the ReLU folds into the uint8 range)
+    relu_of = graph_checks.sole_relu_consumers(model)
+    for node in model.graph.node:
+        if node.op_type in graph_checks.CONV_OPS and relu_of.get(node.output[0], node.output[0]) in signed:
+            signed.add(node.input[0])
+    signed -= set(relu_of)
+    return {name: [{"quant_type": QuantType.QInt8, "symmetric": True}] for name in sorted(signed & activations)}
+
+
+def _quantizer_settings(model: Any, flavour: str, kept: dict[str, str]) -> tuple[list[str] | None, dict[str, Any]]:
+    """``nodes_to_quantize`` (None: every op ONNX Runtime can quantize) and ``extra_options`` for ``flavour``."""
+    extra: dict[str, Any] = {
+        "WeightSymmetric": True,
+        "ActivationSymmetric": flavour == "tensorrt",
+        "DedicatedQDQPair": False,  # split below, after the fact, only where a DQ really is shared
+        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # FC weights (K, N): one scale per output column
+    }
+    if flavour == "cpu":
+        extra["TensorQuantOverrides"] = _cpu_overrides(model)
+        return None, extra
+    # TensorRT: Q/DQ on the inputs of weighted layers and residual Adds only, never on their outputs;
+    # float weights behind a Q -> DQ pair (TensorRT folds it) and float biases (it has no INT32 DequantizeLinear)
+    extra.update(
+        AddQDQPairToWeight=True,
+        QuantizeBias=False,
+        OpTypesToExcludeOutputQuantization=sorted(graph_checks.CONV_OPS | graph_checks.FC_OPS | {"Add"}),
+    )
+    return graph_checks.tensorrt_quantized_nodes(model, kept), extra
+
+
 def quantize_int8(
     fp32_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -116,7 +158,7 @@ def quantize_int8(
     ``reader`` is an ONNX Runtime ``CalibrationDataReader`` (e.g. :class:`CropCalibrationReader`).
     Metadata (the preprocessing contract) is carried over, with ``precision`` and ``int8_flavour`` added.
     ``keep_float`` names the groups of nodes left in float (all by default; fewer only for ablations);
-    ``extra_float`` lists further node names to leave in float (ablations).
+    ``extra_float`` lists further node names to leave in float (the sensitivity pass, ablations).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -126,36 +168,12 @@ def quantize_int8(
     method = _calibrate_method(calib_method)
     out_path = Path(out_path)
     model = onnx.load(str(fp32_path))
+    graph_checks.fold_constant_identities(model)  # --no-simplify graphs
     graph_checks.unshare_initializers(model)
     kept = {n: r for n, r in graph_checks.kept_float_nodes(model).items() if r in keep_float}
-    kept.update({name: "requested" for name in extra_float if name not in kept})
-    extra: dict[str, Any] = {
-        "WeightSymmetric": True,
-        "ActivationSymmetric": flavour == "tensorrt",
-        "DedicatedQDQPair": False,  # split below, after the fact, only where a DQ really is shared
-        "CalibPercentile": percentile,
-        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # FC weights (K, N): one scale per output column
-    }
-    if flavour == "tensorrt":
-        # what TensorRT's ONNX parser expects (as NVIDIA's own Q/DQ tooling writes it): float weights behind a
-        # Q -> DQ pair (TensorRT folds it) and float biases (it has no INT32 DequantizeLinear)
-        extra.update(AddQDQPairToWeight=True, QuantizeBias=False)
-    if flavour == "cpu":
-        # non-negative tensors: asymmetric uint8 whose range starts at 0 -> zero point 0, ReLU folds away;
-        # signed tensors: symmetric int8 (zero point 0) instead of an arbitrary uint8 zero point.
-        nonneg = graph_checks.nonnegative_tensors(model)
-        activations = {o for n in model.graph.node for o in n.output if o} - {o.name for o in model.graph.output}
-        signed = activations - nonneg
-        # an integer conv reads and writes one type: a conv with a signed output reads int8 too
-        # (a conv followed only by a ReLU writes the ReLU's output: the ReLU folds into the uint8 range)
-        relu_of = graph_checks.sole_relu_consumers(model)
-        for node in model.graph.node:
-            if node.op_type in graph_checks.CONV_OPS and relu_of.get(node.output[0], node.output[0]) in signed:
-                signed.add(node.input[0])
-        signed -= set(relu_of)
-        extra["TensorQuantOverrides"] = {
-            name: [{"quant_type": QuantType.QInt8, "symmetric": True}] for name in sorted(signed & activations)
-        }
+    kept.update({name: "sensitivity" for name in extra_float if name not in kept})
+    nodes_to_quantize, extra = _quantizer_settings(model, flavour, kept)
+    extra["CalibPercentile"] = percentile
     with tempfile.TemporaryDirectory(prefix="han-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         onnx.save(model, str(prepared))
@@ -170,14 +188,18 @@ def quantize_int8(
                 activation_type=QuantType.QInt8 if flavour == "tensorrt" else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
+                nodes_to_quantize=nodes_to_quantize,
                 nodes_to_exclude=sorted(kept),
                 calibrate_method=method,
                 extra_options=extra,
             )
         quantized = onnx.load(str(staged))
-    graph_checks.read_shapes_after_quantize(quantized)
+    if nodes_to_quantize is None:
+        graph_checks.read_shapes_after_quantize(quantized)
+    else:  # TensorRT: whatever else read a quantized tensor reads the float one again
+        readers = graph_checks.float_readers_of_qdq(quantized, nodes_to_quantize)
+        graph_checks.bypass_qdq(quantized, readers)
     split = graph_checks.split_shared_dequantize(quantized)
     save_derived(quantized, model, out_path, precision="int8", int8_flavour=flavour)
     kept_convs = [n.name for n in model.graph.node if n.name in kept and n.op_type in graph_checks.CONV_OPS]
-    report = QuantizeReport(flavour, calib_method, len(reader), kept, split, kept_convs, graph_checks.qdq_summary(quantized))
-    return report
+    return QuantizeReport(flavour, calib_method, len(reader), kept, split, kept_convs, graph_checks.qdq_summary(quantized))

@@ -3,7 +3,7 @@
 **Unverified here**: this module is written against NVIDIA's documented TensorRT 10/11 Python API
 and type-checked in CI against the ``tensorrt-stubs`` package (``.ci/typecheck-tensorrt``), but it
 has never run: the machines this project is built on have no GPU and the full TensorRT builder is
-not installable from PyPI there (DESIGN.md §6). Tests that need it skip with that reason.
+not installable from PyPI there (docs/export.md). Tests that need it skip with that reason.
 
 What it does: a strongly typed network (precision comes from the ONNX: FP16 weights, INT8 Q/DQ;
 TensorRT 11 is always strongly typed and ignores the flag), parsed by the ONNX parser, one
@@ -28,7 +28,7 @@ def tensorrt_module() -> Any | None:
     """The ``tensorrt`` module if it has a builder, else None.
 
     ``tensorrt-stubs`` (and the PyPI placeholder) make ``import tensorrt`` succeed as an empty
-    namespace package, so an ImportError test is not enough (DESIGN.md §6).
+    namespace package, so an ImportError test is not enough (docs/export.md).
     """
     try:
         import tensorrt

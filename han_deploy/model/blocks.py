@@ -20,7 +20,7 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups
 
 
 class DepthwiseUnit(nn.Sequential):
-    """1x1 expansion then depthwise 3x3 carrying the stride (DESIGN.md §2: this order meets the budgets)."""
+    """1x1 expansion then depthwise 3x3 carrying the stride (docs/architecture.md: this order meets the budgets)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__(conv_bn_relu(c_in, c_out, 1), conv_bn_relu(c_out, c_out, 3, stride, groups=c_out))

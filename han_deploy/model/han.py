@@ -1,6 +1,6 @@
 """The Harmonious Attention Network (paper §3, Fig. 1): global and local branches joined by HA modules.
 
-Data flow per level l (DESIGN.md §2): the global level turns its input into d_l channels, the HA
+Data flow per level l (docs/architecture.md): the global level turns its input into d_l channels, the HA
 module modulates that output (soft attention) and predicts T regions (hard attention) that are
 cropped from the level's *input*; the local stream at level l runs on that crop, plus its own
 previous output (cross-attention interaction, Eq. 8). The T local streams are folded into the batch.

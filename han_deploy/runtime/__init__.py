@@ -4,13 +4,14 @@ Importing this package loads numpy and OpenCV only; ONNX Runtime (or TensorRT, o
 checkpoint) is imported when a backend is loaded, faiss when a gallery is searched with it.
 """
 
-from .backends import Backend, ModelFileError, load_backend
+from .backends import ArtifactMismatchError, Backend, ModelFileError, load_backend
 from .decode import DecodeError, read_image
 from .extractor import EmbedResult, ExtractionError, Extractor, ItemError, StreamingExtractor
 from .gallery import Gallery, SearchResult
 from .preprocess import clip_box, crop_box, normalize_batch, preprocess, resize_crop, to_bgr_uint8
 
 __all__ = [
+    "ArtifactMismatchError",
     "Backend",
     "DecodeError",
     "EmbedResult",

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import ModelFileError
+from .backends import ModelFileError, sha256_file
 from .extractor import BatchResult, Extractor, ItemError
 from .sources import InputError, Source, plan_inputs, plan_units
 from .writers import ResumeError, ShardedRun, check_output, errors_path, parts_dir, write_errors, write_table
@@ -51,14 +51,6 @@ def _digest(values: list[str]) -> str:
     h = hashlib.sha256()
     for v in values:
         h.update(v.encode("utf-8", "surrogateescape") + b"\0")
-    return h.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 
@@ -119,7 +111,7 @@ def extract(
         "inputs": [str(Path(i).resolve()) for i in inputs],
         "rows": total,
         "rows_sha256": _digest(columns["sources"].tolist()),
-        "model_sha256": _file_digest(model),
+        "model_sha256": sha256_file(model),
     }
     run = ShardedRun(out, fingerprint, resume=resume, shard_rows=shard_rows)
     start = run.done_rows
@@ -160,6 +152,22 @@ def extract(
     }
 
 
+def _add_verify_args(p: argparse.ArgumentParser) -> None:
+    """``--manifest`` and ``--no-verify``: the model's sha256 is checked against its export manifest before use."""
+    p.add_argument(
+        "--manifest",
+        default=None,
+        help="export manifest recording the model's sha256 (default: a manifest.json or MODEL.json beside the model, "
+        "when it lists the model); a mismatch is refused",
+    )
+    p.add_argument("--no-verify", action="store_true", help="load the model without checking its sha256 against the manifest")
+
+
+def _verify_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``load_backend`` options of ``--manifest`` / ``--no-verify``."""
+    return {"manifest": args.manifest, "verify": not args.no_verify}
+
+
 def _extract_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="han-extract",
@@ -197,6 +205,7 @@ def _extract_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shard-rows", type=int, default=4096, help="rows per checkpointed shard: at most this much work is redone on resume"
     )
+    _add_verify_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--fail-on-error", action="store_true", help="exit with status 3 when any input could not be embedded")
     return p
@@ -205,7 +214,7 @@ def _extract_parser() -> argparse.ArgumentParser:
 def extract_main(argv: list[str] | None = None) -> int:
     """Entry point of ``han-extract``."""
     args = _extract_parser().parse_args(argv)
-    opts: dict[str, Any] = {"device": args.device, "workers": args.workers}
+    opts: dict[str, Any] = {"device": args.device, "workers": args.workers, **_verify_options(args)}
     if args.threads:
         opts["threads"] = args.threads
     if args.providers:
@@ -253,6 +262,7 @@ def _search_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, help="neighbours per query (default 10)")
     p.add_argument("--model", help="model artifact used to embed query images (the one that built the gallery)")
     p.add_argument("--device", default=None, help="device for --model (cpu, cuda, auto)")
+    _add_verify_args(p)
     p.add_argument(
         "--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3) over the whole gallery"
     )
@@ -282,7 +292,7 @@ def search_main(argv: list[str] | None = None) -> int:
         if images:
             if not args.model:
                 raise ValueError("query images need --model to embed them")
-            with Extractor(args.model, device=args.device) as ex:
+            with Extractor(args.model, device=args.device, **_verify_options(args)) as ex:
                 res = ex.embed(images, errors="collect")
             for e in res.errors:
                 print(f"han-search: skipped query {e.source}: {e.reason}", file=sys.stderr)

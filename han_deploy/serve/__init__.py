@@ -6,6 +6,6 @@
 - :mod:`.client`: embed through Triton (HTTP or gRPC) with the local ``Extractor``'s contract;
 - ``python_model/model.py``: the python-backend model template.
 
-The repository generator is :func:`han_deploy.export.triton.write_triton_repository`. Nothing here
+The repository generator is :func:`han_deploy.serve.triton.write_triton_repository`. Nothing here
 imports tritonclient or starts a process at import time.
 """

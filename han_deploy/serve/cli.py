@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from ..cli_args import positive_int_list
-from ..export.triton import INSTANCE_KINDS, PRECISIONS, TritonArtifact, write_triton_repository
+from .triton import INSTANCE_KINDS, PRECISIONS, TritonArtifact, write_triton_repository
 
 
 def _artifact(text: str) -> TritonArtifact:

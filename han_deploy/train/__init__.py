@@ -5,7 +5,8 @@ from .evaluation import embed_records, evaluate_model
 from .extract import extract_embeddings
 from .losses import batch_hard_triplet, han_losses
 from .sampler import PKSampler
-from .trainer import TrainConfig, Trainer, TrainResult, scaled_milestones, train
+from .schedule import scaled_milestones
+from .trainer import TrainConfig, Trainer, TrainResult, train
 
 __all__ = [
     "ImageReadError",

@@ -1,4 +1,4 @@
-"""Random erasing (Zhong et al., 2020), applied per image on the normalised batch in the main process.
+"""Training augmentation on the normalised batch in the main process: flip, pad-and-crop, random erasing (Zhong et al., 2020).
 
 Working on the batch with an explicit generator keeps augmentation deterministic for a seed whatever
 the number of data-loader workers, which a resumed run needs to replay an epoch exactly.
@@ -7,6 +7,7 @@ the number of data-loader workers, which a resumed run needs to replay an epoch 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -41,3 +42,37 @@ def random_erasing(
                 out[i, :, top : top + eh, left : left + ew] = torch.randn(c, eh, ew, generator=generator)
                 break
     return out
+
+
+@dataclass(frozen=True)
+class BatchAugment:
+    """The training augmentation, applied to a whole normalised batch with an explicit generator.
+
+    Per image: a horizontal flip with probability 1/2 (``flip``), zero padding by ``pad`` pixels then a
+    random crop back to the input size (a shift of up to ``pad`` pixels each way, done as one shifted
+    copy; zero is the mean colour after normalisation), and random erasing with probability ``erasing``.
+    """
+
+    flip: bool = False
+    pad: int = 0
+    erasing: float = 0.0
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        n, _, h, w = images.shape
+        flips = (torch.rand(n, generator=generator) < 0.5).tolist() if self.flip else [False] * n
+        shift = torch.randint(-self.pad, self.pad + 1, (n, 2), generator=generator).tolist() if self.pad else [[0, 0]] * n
+        if any(flips) or self.pad:
+            out = torch.zeros_like(images) if self.pad else images.clone()
+            for i, (flip, (dy, dx)) in enumerate(zip(flips, shift, strict=True)):
+                src = images[i].flip(2) if flip else images[i]
+                out[i, :, max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)] = src[
+                    :, max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)
+                ]
+            images = out
+        if self.erasing > 0:
+            images = random_erasing(images, self.erasing, generator)
+        return images
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.pad > 0 or self.erasing > 0

@@ -1,4 +1,4 @@
-"""Evaluate a torch HAN on a dataset's query/gallery with ``han_deploy.evaluate.evaluate_features``.
+"""Evaluate a torch HAN on a dataset's query/gallery, scored by ``han_deploy.evaluate.protocol``.
 
 Used by the trainer (``--eval-every``) and by ``han-eval``. Images that cannot be read are logged with
 their path and left out of the ranking (their count is reported), so one bad file never sinks an evaluation.
@@ -18,13 +18,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.records import DatasetSplits, Record
-from ..evaluate import evaluate_features
+from ..evaluate.protocol import score_features
 from ..model import HAN
 from .dataset import ReidDataset, collate_skip_bad
 
 log = logging.getLogger(__name__)
-
-METRICS = ("R1", "R5", "R10", "mAP", "mINP")
 
 
 @torch.no_grad()
@@ -59,39 +57,6 @@ def embed_records(
     return np.concatenate(feats), np.concatenate(kept)
 
 
-def score_features(
-    q_feats: np.ndarray,
-    g_feats: np.ndarray,
-    query: Sequence[Record],
-    gallery: Sequence[Record],
-    both_directions: bool = False,
-    rerank: bool = False,
-    multi_query: str | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Metrics per protocol entry for features aligned with ``query`` / ``gallery`` records (numpy only).
-
-    Returns ``{"q2g": {...}}``, or ``{"a2b", "b2a", "mean"}`` with ``both_directions`` (query and gallery
-    swapped for b2a); each entry holds R1, R5, R10, mAP, mINP (fractions) and ``num_valid_queries``.
-    With ``rerank`` every key gets a ``+rerank`` twin (e.g. ``"q2g+rerank"``).
-    """
-    q_ids = (np.array([r.pid for r in query]), np.array([r.camid for r in query]))
-    g_ids = (np.array([r.pid for r in gallery]), np.array([r.camid for r in gallery]))
-    directions = {"a2b" if both_directions else "q2g": (q_feats, g_feats, q_ids, g_ids)}
-    if both_directions:
-        directions["b2a"] = (g_feats, q_feats, g_ids, q_ids)
-    out: dict[str, dict[str, Any]] = {}
-    for suffix, rr in [("", False)] + ([("+rerank", True)] if rerank else []):
-        for name, (qf, gf, (qp, qc), (gp, gc)) in directions.items():
-            res = evaluate_features(qf, gf, qp, gp, qc, gc, rerank=rr, multi_query=multi_query)
-            out[name + suffix] = {k: float(res[k]) for k in METRICS} | {"num_valid_queries": int(res["num_valid_queries"])}
-        if both_directions:
-            a, b = out["a2b" + suffix], out["b2a" + suffix]
-            out["mean" + suffix] = {k: (a[k] + b[k]) / 2 for k in METRICS} | {
-                "num_valid_queries": a["num_valid_queries"] + b["num_valid_queries"]
-            }
-    return out
-
-
 def evaluate_model(
     model: HAN,
     splits: DatasetSplits,
@@ -114,8 +79,3 @@ def evaluate_model(
     out = score_features(q_feats, g_feats, query, gallery, both_directions, rerank, multi_query)
     out["skipped_images"] = {"count": len(splits.query) - len(query) + len(splits.gallery) - len(gallery)}
     return out
-
-
-def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The entry a single number should come from: the two-direction mean if present, else query->gallery."""
-    return results["mean"] if "mean" in results else results["q2g"]

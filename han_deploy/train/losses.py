@@ -28,16 +28,19 @@ def batch_hard_triplet(features: Tensor, pids: Tensor, margin: float) -> Tensor:
     return F.relu(hardest_pos - hardest_neg + margin)[valid].mean()
 
 
-def han_losses(out: HANOutput, pids: Tensor, triplet_margin: float | None = None) -> dict[str, Tensor]:
+def han_losses(
+    out: HANOutput, pids: Tensor, triplet_margin: float | None = None, label_smoothing: float = 0.0
+) -> dict[str, Tensor]:
     """Per-term losses for one batch: ``ce_global``, ``ce_local`` and, with a margin, ``tri_global``, ``tri_local``.
 
-    The training objective is their sum (paper §3.1: the two branches' cross-entropies, summed).
+    The training objective is their sum (paper §3.1: the two branches' cross-entropies, summed);
+    ``label_smoothing`` > 0 spreads that much target mass evenly over all classes (the fast recipe).
     """
     if out.global_logits is None or out.local_logits is None:
         raise ValueError("the model has no classifiers: build it with num_classes = number of training identities")
     losses = {
-        "ce_global": F.cross_entropy(out.global_logits.float(), pids),
-        "ce_local": F.cross_entropy(out.local_logits.float(), pids),
+        "ce_global": F.cross_entropy(out.global_logits.float(), pids, label_smoothing=label_smoothing),
+        "ce_local": F.cross_entropy(out.local_logits.float(), pids, label_smoothing=label_smoothing),
     }
     if triplet_margin is not None:
         losses["tri_global"] = batch_hard_triplet(out.global_feat.float(), pids, triplet_margin)

@@ -1,10 +1,11 @@
-"""The training loop: the paper's recipe by default (DESIGN.md §3), resumable, logged, checkpointed.
+"""The training loop: the paper's recipe by default (docs/training.md), resumable, logged, checkpointed.
 
 Per epoch it appends one JSON line to ``train_log.jsonl``, redraws ``curves.png``, writes
 ``last.safetensors`` (weights + config + training metadata) and ``last.state.pt`` (everything a resume
 needs), and ``best.safetensors`` when an evaluation improves the headline mAP. Data order and
 augmentation are drawn from generators seeded by ``(seed, epoch)``, so ``--resume`` replays exactly
-the epochs a killed run had not finished.
+the epochs a killed run had not finished. By default the training crops are decoded once into memory
+and the model runs in channels-last memory format (docs/training.md, "Speed").
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import json
 import logging
 import random
 import time
-from collections import Counter
+from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,25 +27,22 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
 from ..data.records import DatasetSplits, Record
+from ..evaluate.protocol import headline
 from ..model import HAN, create_model, save_checkpoint
-from .augment import random_erasing
+from .augment import BatchAugment
 from .curves import plot_curves, read_log
 from .dataset import ReidDataset, collate_skip_bad
-from .evaluation import evaluate_model, headline
+from .evaluation import evaluate_model
 from .losses import han_losses
+from .memory_cache import ImageCache
 from .sampler import PKSampler
+from .schedule import PAPER_EPOCHS, fit_epochs, scaled_milestones, warmup_cosine
 from .state import STATE_NAME, load_state, save_state
 
 log = logging.getLogger(__name__)
 
-PAPER_EPOCHS = 300
-PAPER_MILESTONES = (100, 200, 250)
-
-
-def scaled_milestones(epochs: int) -> tuple[int, ...]:
-    """The paper's lr steps (100/200/250 of 300 epochs) scaled to ``epochs``; exact for 300."""
-    steps = sorted({max(1, round(m * epochs / PAPER_EPOCHS)) for m in PAPER_MILESTONES})
-    return tuple(m for m in steps if m < epochs) if epochs > 1 else ()
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("step", "cosine")
 
 
 @dataclass
@@ -52,29 +51,55 @@ class TrainConfig:
 
     variant: str = "medium"
     model_overrides: dict[str, Any] = field(default_factory=dict)  # block, feature, ablation switches
+    recipe: str = "paper"  # the name of the preset the values below came from (recorded, not acted on)
     epochs: int = PAPER_EPOCHS
+    budget_minutes: float | None = None  # fit the number of epochs (at most ``epochs``) to this many wall minutes
+    optimizer: str = "sgd"
     lr: float = 3e-2
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 32
-    milestones: tuple[int, ...] | None = None  # None: the paper's, scaled to ``epochs``
+    schedule: str = "step"
+    milestones: tuple[int, ...] | None = None  # step schedule; None: the paper's, scaled to the run's epochs
     gamma: float = 0.1
+    warmup_epochs: float = 0.0  # cosine schedule: linear warm-up length
+    label_smoothing: float = 0.0
+    flip: bool = False
+    pad: int = 0
     random_erasing: float = 0.0
     triplet_margin: float | None = None
     instances_per_id: int = 4  # K of the PK sampler (triplet only); P = batch_size // K
     amp: bool = False
+    channels_last: bool = True
+    cache: bool = True  # decode the training split once into memory
     device: str = "cpu"
     workers: int = 0
     threads: int | None = None
     eval_every: int = 0
     both_directions: bool = False  # two-camera protocol: evaluate a->b, b->a and their mean
+    eval_label: str = "test"  # what the query/gallery are: "test", or "validation" (--val-ids)
     seed: int = 0
     output: str = "runs/train"
     dataset: str = ""
     command: str = ""
 
-    def resolved_milestones(self) -> tuple[int, ...]:
-        return tuple(self.milestones) if self.milestones is not None else scaled_milestones(self.epochs)
+    def resolved_milestones(self, epochs: int | None = None) -> tuple[int, ...]:
+        return tuple(self.milestones) if self.milestones is not None else scaled_milestones(epochs or self.epochs)
+
+    def check(self) -> None:
+        """Refuse values that would only fail (or silently do nothing) later, naming the option."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.budget_minutes is not None and self.budget_minutes <= 0:
+            raise ValueError(f"--budget-minutes must be positive, got {self.budget_minutes}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.pad < 0 or self.warmup_epochs < 0 or self.epochs < 1:
+            raise ValueError("--pad and --warmup-epochs must be >= 0 and --epochs >= 1")
+        if self.triplet_margin is not None and self.batch_size % self.instances_per_id:
+            raise ValueError(f"with --triplet, --batch-size {self.batch_size} must be a multiple of --instances")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -114,6 +139,13 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's) or Adam, both with L2 weight decay, multi-tensor (foreach) updates."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)
+
+
 class Trainer:
     """Build with a config and the dataset splits; :meth:`fit` trains (or resumes) and returns a :class:`TrainResult`.
 
@@ -122,6 +154,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, splits: DatasetSplits, resume: bool = False) -> None:
+        cfg.check()
         self.cfg, self.splits = cfg, splits
         self.num_classes = check_train_split(splits.train)
         if cfg.eval_every and (not splits.query or not splits.gallery):
@@ -134,13 +167,20 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
-        self.model: HAN = create_model(cfg.variant, num_classes=self.num_classes, **cfg.model_overrides).to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=list(cfg.resolved_milestones()), gamma=cfg.gamma
-        )
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model = create_model(cfg.variant, num_classes=self.num_classes, **cfg.model_overrides)
+        self.model: HAN = model.to(self.device, memory_format=self.memory_format)
+        self.optimizer = build_optimizer(cfg, self.model)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and self.device.type == "cuda" else None
+        self.augment = BatchAugment(cfg.flip, cfg.pad, cfg.random_erasing)
         self.dataset = ReidDataset(splits.train, self.model.cfg.preprocess, split="train")
+        self.iters_per_epoch = max(1, sum(1 for _ in self._index_batches(1)))
+        self.planned_epochs = cfg.epochs  # refitted to the budget after each epoch when there is one
+        self.milestones = list(cfg.resolved_milestones(self.planned_epochs))  # step schedule; follows the plan
+        self.spent_s = self.epochs_s = 0.0  # budget bookkeeping: all wall seconds, and those of whole epochs
+        self.this_epoch_s = 0.0  # training seconds of the epoch being finished (not yet in epochs_s)
+        self.eval_s: float | None = None
+        self.scheduler = self._build_scheduler()
         self.start_epoch = 1
         self.best_map = -1.0
         self.log_path = self.out / "train_log.jsonl"
@@ -150,6 +190,24 @@ class Trainer:
             for stale in (self.log_path, self.out / "best.safetensors", self.out / STATE_NAME):
                 stale.unlink(missing_ok=True)
         self._write_config()
+        start = time.perf_counter()
+        self.cache = ImageCache.build([r.path for r in splits.train], self.model.cfg.preprocess) if cfg.cache else None
+        self.spent_s += time.perf_counter() - start
+
+    def _build_scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
+        """Per-epoch steps (x gamma per milestone passed), or per-iteration warm-up + cosine over the planned epochs.
+
+        Both factors are closed forms of the scheduler's counter and the current plan, so a plan that
+        shrinks (budget) or a resume never skips a decay or replays one.
+        """
+        if self.cfg.schedule == "step":
+            return torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda epoch: self.cfg.gamma ** bisect_right(self.milestones, epoch)
+            )
+        warmup = round(self.cfg.warmup_epochs * self.iters_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda it: warmup_cosine(it, warmup, self.planned_epochs * self.iters_per_epoch)
+        )
 
     def _write_config(self) -> None:
         """``config.json``: this invocation's config, plus every invocation (command, first epoch) of the run."""
@@ -172,16 +230,22 @@ class Trainer:
 
     def _resume(self) -> None:
         state = load_state(self.out / STATE_NAME)
-        saved = state["extra"].get("run", {})
-        for key in ("num_classes", "dataset"):
-            if saved.get(key) != self._run_info()[key]:
-                now = self._run_info()[key]
-                raise ValueError(f"cannot resume: {key} was {saved.get(key)!r} in {self.out / STATE_NAME}, now {now!r}")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        # the schedule of *this* invocation wins, so a resumed run can be shortened or extended (--epochs/--milestones)
-        self.scheduler.milestones = Counter(self.cfg.resolved_milestones())
+        self._check_resumable(state["extra"].get("run", {}))
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"cannot resume from {self.out / STATE_NAME}: it does not match this run ({exc})") from exc
+        budget = state["extra"].get("budget", {})
+        self.spent_s, self.epochs_s = float(budget.get("spent_s", 0.0)), float(budget.get("epochs_s", 0.0))
+        self.eval_s = budget.get("eval_s")
+        if self.cfg.budget_minutes is not None and "planned_epochs" in budget:
+            self.planned_epochs = min(self.cfg.epochs, int(budget["planned_epochs"]))
+            if budget.get("budget_minutes") != self.cfg.budget_minutes and int(state["epoch"]):  # a new budget
+                self._replan(int(state["epoch"]), fresh=True)
+        # the schedule of *this* invocation wins, so a resumed run can be shortened or extended
+        self.milestones[:] = self.cfg.resolved_milestones(self.planned_epochs)
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
@@ -193,57 +257,95 @@ class Trainer:
             self.log_path.write_text("".join(ln + "\n" for ln in kept))
         log.info("resuming %s after epoch %d", self.out, self.start_epoch - 1)
 
-    def _loader(self, epoch: int) -> DataLoader:
+    def _check_resumable(self, saved: dict[str, Any]) -> None:
+        """Refuse a state of another dataset, class count, schedule, optimizer, batch size or seed, naming it."""
+        now = self._run_info()
+        pairs = [(key, saved.get(key), now[key]) for key in ("num_classes", "dataset")]
+        train_keys = ("schedule", "optimizer", "batch_size", "seed")
+        pairs += [(key, saved.get("train", {}).get(key), now["train"][key]) for key in train_keys]
+        for key, was, is_now in pairs:
+            if was != is_now:
+                raise ValueError(f"cannot resume: {key} was {was!r} in {self.out / STATE_NAME}, now {is_now!r}")
+
+    def _sampler(self, epoch: int) -> Sampler[int]:
         cfg = self.cfg
-        sampler: Sampler[int]
         if cfg.triplet_margin is not None:
             k = cfg.instances_per_id
             sampler = PKSampler([r.pid for r in self.splits.train], cfg.batch_size // k, k, cfg.seed)
             sampler.set_epoch(epoch)
-        else:
-            sampler = RandomSampler(self.dataset, generator=_epoch_generator(cfg.seed, epoch, 0))
-        return DataLoader(
+            return sampler
+        return RandomSampler(self.dataset, generator=_epoch_generator(cfg.seed, epoch, 0))
+
+    def _index_batches(self, epoch: int) -> Iterator[list[int]]:
+        """The dataset indices of each batch of ``epoch``: whole batches only, unless the epoch holds one (smaller) batch."""
+        order = list(self._sampler(epoch))
+        size = self.cfg.batch_size
+        stop = len(order) - len(order) % size if len(order) > size else len(order)  # a last batch of 1 breaks BN
+        for i in range(0, stop, size):
+            yield order[i : i + size]
+
+    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """``(images, pids, skipped)`` per batch, from the decoded-once cache or from files via a DataLoader."""
+        if self.cache is not None:
+            pids = np.array([r.pid for r in self.splits.train])
+            for idx in self._index_batches(epoch):
+                good = [i for i in idx if self.cache.ok[i]]
+                yield self.cache.batch(good), torch.from_numpy(pids[good]), len(idx) - len(good)
+            return
+        loader = DataLoader(
             self.dataset,
-            batch_size=cfg.batch_size,
-            sampler=sampler,
-            num_workers=cfg.workers,
+            batch_sampler=list(self._index_batches(epoch)),
+            num_workers=self.cfg.workers,
             collate_fn=collate_skip_bad,
-            drop_last=len(self.dataset) > cfg.batch_size,  # a last batch of 1 breaks BatchNorm
-            generator=_epoch_generator(cfg.seed, epoch, 1),
         )
+        for batch in loader:
+            yield batch.images, batch.pids, batch.skipped
+
+    def _step(self, images: torch.Tensor, pids: torch.Tensor) -> tuple[dict[str, torch.Tensor], Any]:
+        """One optimisation step on a batch; returns the loss terms (their sum is what was minimised) and outputs."""
+        cfg = self.cfg
+        images = images.to(self.device).contiguous(memory_format=self.memory_format)
+        with _autocast(cfg, self.device):
+            out = self.model(images)
+        losses = han_losses(out, pids, cfg.triplet_margin, cfg.label_smoothing)
+        total = torch.stack(list(losses.values())).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            total.backward()
+            self.optimizer.step()
+        if cfg.schedule == "cosine":
+            self.scheduler.step()
+        return losses | {"total": total}, out
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        cfg, model = self.cfg, self.model
-        model.train()
-        erase_gen = _epoch_generator(cfg.seed, epoch, 2)
+        self.model.train()
+        augment_gen = _epoch_generator(self.cfg.seed, epoch, 2)
         sums: dict[str, float] = {}
         correct = {"global": 0, "local": 0}
         seen = skipped = 0
         start, cpu_start = time.perf_counter(), time.process_time()
-        bar = tqdm(self._loader(epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
-        for batch in bar:
-            skipped += batch.skipped
-            n = len(batch.pids)
+        bar = tqdm(
+            self._batches(epoch),
+            total=self.iters_per_epoch,
+            desc=f"epoch {epoch}/{self.planned_epochs}",
+            unit="batch",
+            leave=False,
+        )
+        for images, pids, bad in bar:
+            skipped += bad
+            n = len(pids)
             if n < 2:  # nothing readable (or a single image, which BatchNorm cannot train on)
                 continue
-            images, pids = batch.images, batch.pids.to(self.device)
-            if cfg.random_erasing > 0:
-                images = random_erasing(images, cfg.random_erasing, erase_gen)
-            with _autocast(cfg, self.device):
-                out = model(images.to(self.device))
-            losses = han_losses(out, pids, cfg.triplet_margin)
-            total = torch.stack(list(losses.values())).sum()
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(total).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                total.backward()
-                self.optimizer.step()
+            if self.augment.active:
+                images = self.augment(images, augment_gen)
+            pids = pids.to(self.device)
+            losses, out = self._step(images, pids)
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value.item() * n
-            sums["total"] = sums.get("total", 0.0) + total.item() * n
             correct["global"] += int((out.global_logits.argmax(1) == pids).sum())
             correct["local"] += int((out.local_logits.argmax(1) == pids).sum())
             seen += n
@@ -265,58 +367,105 @@ class Trainer:
     def _meta(self, epoch: int, entry: dict[str, Any]) -> dict[str, Any]:
         return {
             "epoch": epoch,
-            "epochs": self.cfg.epochs,
+            "epochs": self.planned_epochs,
             "dataset": self.cfg.dataset or self.splits.name,
             "num_classes": self.num_classes,
             "metrics": entry.get("eval", {}),
+            "metrics_split": self.cfg.eval_label,
             "train_loss": entry["loss"]["total"],
             "command": self.cfg.command,
             "train_config": self.cfg.to_dict(),
         }
 
+    def _wants_eval(self, epoch: int) -> bool:
+        """Every ``eval_every`` epochs, and at the last epoch when evaluating at all or running on a budget."""
+        if not self.splits.query or not self.splits.gallery:
+            return False
+        last = epoch == self.planned_epochs and (self.cfg.eval_every > 0 or self.cfg.budget_minutes is not None)
+        return last or (self.cfg.eval_every > 0 and epoch % self.cfg.eval_every == 0)
+
+    def _evaluate(self, entry: dict[str, Any]) -> None:
+        start = time.perf_counter()
+        results = evaluate_model(
+            self.model, self.splits, both_directions=self.cfg.both_directions, device=self.device, workers=self.cfg.workers
+        )
+        self.eval_s = time.perf_counter() - start
+        entry["eval"] = headline(results)
+        entry["eval_all"] = results
+        direction = "mean of a->b and b->a" if self.cfg.both_directions else "query -> gallery"
+        entry["eval_label"] = f"{self.cfg.eval_label}: {direction}"
+
+    def _replan(self, done: int, fresh: bool = False) -> None:
+        """With a budget, refit the run's length from the measured epoch time (it only shrinks, unless ``fresh``)."""
+        if self.cfg.budget_minutes is None or (done >= self.planned_epochs and not fresh):
+            return
+        images = len(self.splits.query) + len(self.splits.gallery)
+        train_rate = len(self.splits.train) * done / max(self.epochs_s + self.this_epoch_s, 1e-9)
+        final_eval = self.eval_s if self.eval_s is not None else images / train_rate  # inference is faster: a margin
+        epoch_s = (self.epochs_s + self.this_epoch_s) / done
+        fitted = fit_epochs(self.cfg.budget_minutes * 60, self.spent_s, done, epoch_s, final_eval, self.cfg.epochs)
+        self.planned_epochs = fitted if fresh else min(self.planned_epochs, fitted)
+        self.milestones[:] = self.cfg.resolved_milestones(self.planned_epochs)
+
+    def _save(self, epoch: int, entry: dict[str, Any]) -> None:
+        """Log line, last (and best) checkpoint, resume state and curves after ``epoch``."""
+        with self.log_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        meta = self._meta(epoch, entry)
+        save_checkpoint(self.out / "last.safetensors", self.model, meta)
+        if "eval" in entry and entry["eval"]["mAP"] > self.best_map:
+            self.best_map = entry["eval"]["mAP"]
+            save_checkpoint(self.out / "best.safetensors", self.model, meta)
+        budget = {"budget_minutes": self.cfg.budget_minutes, "planned_epochs": self.planned_epochs}
+        budget |= {"spent_s": self.spent_s, "epochs_s": self.epochs_s, "eval_s": self.eval_s}
+        extra = {"best_map": self.best_map, "run": self._run_info(), "budget": budget}
+        save_state(self.out / STATE_NAME, self.model, self.optimizer, self.scheduler, epoch, extra, self.scaler)
+        plot_curves(read_log(self.log_path), self.out / "curves.png", title=f"HAN-{self.model.cfg.variant} on {meta['dataset']}")
+
     def fit(self, stop_after: int | None = None) -> TrainResult:
-        """Train from the start (or the resumed) epoch to ``cfg.epochs``; ``stop_after`` ends early (as a kill would)."""
-        cfg = self.cfg
+        """Train from the start (or the resumed) epoch to the planned end; ``stop_after`` ends early (as a kill would)."""
         entry: dict[str, Any] = {}
-        last = self.out / "last.safetensors"
-        best = self.out / "best.safetensors"
-        last_epoch = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
-        for epoch in range(self.start_epoch, last_epoch + 1):
-            lr = self.optimizer.param_groups[0]["lr"]
-            entry = {"epoch": epoch, "lr": lr, **self._train_epoch(epoch)}
-            self.scheduler.step()
-            if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                results = evaluate_model(
-                    self.model, self.splits, both_directions=cfg.both_directions, device=self.device, workers=cfg.workers
-                )
-                entry["eval"] = headline(results)
-                entry["eval_all"] = results
-                entry["eval_label"] = "test: mean of a->b and b->a" if cfg.both_directions else "test: query -> gallery"
-            with self.log_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
-            meta = self._meta(epoch, entry)
-            save_checkpoint(last, self.model, meta)
-            if "eval" in entry and entry["eval"]["mAP"] > self.best_map:
-                self.best_map = entry["eval"]["mAP"]
-                save_checkpoint(best, self.model, meta)
-            extra = {"best_map": self.best_map, "run": self._run_info()}
-            save_state(self.out / STATE_NAME, self.model, self.optimizer, self.scheduler, epoch, extra, self.scaler)
-            title = f"HAN-{self.model.cfg.variant} on {meta['dataset']}"
-            plot_curves(read_log(self.log_path), self.out / "curves.png", title=title)
-            acc = entry["train_acc"]
-            summary = f"epoch {epoch}: loss {entry['loss']['total']:.4f}, train acc g/l {acc['global']:.3f}/{acc['local']:.3f}"
-            summary += f", {entry['images_per_s']:.1f} img/s"
-            if "eval" in entry:
-                ev = entry["eval"]
-                summary += f", R1 {ev['R1']:.3f} mAP {ev['mAP']:.3f} mINP {ev['mINP']:.3f}"
-            if entry["skipped_images"]:
-                summary += f", {entry['skipped_images']} unreadable images skipped"
-            tqdm.write(summary)
+        last, best = self.out / "last.safetensors", self.out / "best.safetensors"
+        epoch = self.start_epoch
+        while epoch <= self.planned_epochs and (stop_after is None or epoch <= stop_after):
+            start = time.perf_counter()
+            entry = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **self._train_epoch(epoch)}
+            if self.cfg.schedule == "step":
+                self.scheduler.step()
+            self.this_epoch_s = time.perf_counter() - start
+            self.spent_s += self.this_epoch_s
+            self._replan(epoch)
+            start = time.perf_counter()
+            if self._wants_eval(epoch):
+                self._evaluate(entry)
+            entry["planned_epochs"] = self.planned_epochs
+            entry["budget_spent_s"] = self.spent_s + time.perf_counter() - start  # then the checkpoint writes
+            self._save(epoch, entry)
+            rest = time.perf_counter() - start
+            self.spent_s += rest
+            # an epoch's cost for the plan: training, checkpoint writes and periodic evaluations (not the final one)
+            self.epochs_s += self.this_epoch_s + rest - ((self.eval_s or 0.0) if epoch == self.planned_epochs else 0.0)
+            self.this_epoch_s = 0.0
+            tqdm.write(self._summary(entry))
+            epoch += 1
         if not entry and not last.exists():
-            raise RuntimeError(f"nothing to do: epoch {self.start_epoch} > --epochs {cfg.epochs} and no checkpoint in {self.out}")
+            raise RuntimeError(f"nothing to do: epoch {self.start_epoch} is past the planned {self.planned_epochs} epochs")
         if not entry:
             entry = read_log(self.log_path)[-1] if self.log_path.exists() else {}
         return TrainResult(self.out, last, best if best.exists() else None, entry)
+
+    def _summary(self, entry: dict[str, Any]) -> str:
+        acc = entry["train_acc"]
+        text = f"epoch {entry['epoch']}/{self.planned_epochs}: loss {entry['loss']['total']:.4f}"
+        text += f", train acc g/l {acc['global']:.3f}/{acc['local']:.3f}, {entry['images_per_s']:.1f} img/s"
+        if "eval" in entry:
+            ev = entry["eval"]
+            text += f", {self.cfg.eval_label} R1 {ev['R1']:.3f} mAP {ev['mAP']:.3f} mINP {ev['mINP']:.3f}"
+        if self.cfg.budget_minutes is not None:
+            text += f", {self.spent_s / 60:.1f}/{self.cfg.budget_minutes:g} budget minutes"
+        if entry["skipped_images"]:
+            text += f", {entry['skipped_images']} unreadable images skipped"
+        return text
 
 
 def train(splits: DatasetSplits, cfg: TrainConfig, resume: bool = False, stop_after: int | None = None) -> TrainResult:

@@ -1,6 +1,6 @@
 """Ranked-result pictures: a query and its top-k gallery matches, framed green (same identity) or red (wrong).
 
-The ranking follows the evaluation protocol (DESIGN.md §4): L2 distance on the embeddings; for each
+The ranking follows the evaluation protocol (docs/datasets.md): L2 distance on the embeddings; for each
 query, gallery entries with the same identity *and* the same camera are removed, and junk (pid -1)
 is removed from every ranking; distractors (pid 0) stay as wrong matches. Torch-free.
 """

@@ -4,20 +4,26 @@ from .base import (
     CHECKPOINT_SUFFIXES,
     ENGINE_SUFFIXES,
     ONNX_SUFFIXES,
+    ArtifactMismatchError,
     Backend,
     BaseBackend,
     ModelFileError,
     load_backend,
     read_manifest_contract,
+    sha256_file,
+    verify_artifact,
 )
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
     "ENGINE_SUFFIXES",
     "ONNX_SUFFIXES",
+    "ArtifactMismatchError",
     "Backend",
     "BaseBackend",
     "ModelFileError",
     "load_backend",
     "read_manifest_contract",
+    "sha256_file",
+    "verify_artifact",
 ]

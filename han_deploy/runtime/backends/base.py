@@ -6,6 +6,7 @@ Every backend reads the preprocessing contract from the artifact itself (ONNX ``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +23,10 @@ CHECKPOINT_SUFFIXES = (".safetensors",)
 
 class ModelFileError(ValueError):
     """The model file is missing, of an unsupported kind, or not a han-deploy artifact."""
+
+
+class ArtifactMismatchError(ModelFileError):
+    """The model file's sha256 differs from the one its manifest records (changed after export)."""
 
 
 @runtime_checkable
@@ -217,25 +222,85 @@ def read_manifest_contract(path: Path) -> tuple[HANConfig, dict[str, Any], Path]
     )
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def recorded_sha256(manifest: Path, artifact: Path) -> str | None:
+    """The sha256 a manifest records for the artifact's file name (its ``artifacts`` or ``engines`` entries), or None."""
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"cannot read manifest {manifest} for {artifact.name}: {exc}") from exc
+    entries = [e for key in ("artifacts", "engines") for e in (data.get(key) or [])] if isinstance(data, dict) else []
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("sha256") and Path(str(entry.get("file", ""))).name == artifact.name:
+            return str(entry["sha256"])
+    return None
+
+
+def verify_artifact(path: Path, manifest: str | os.PathLike[str] | None = None) -> Path | None:
+    """Check the model's sha256 against ``manifest``, or the first manifest beside it that records one.
+
+    Returns the manifest checked (None when no manifest beside the model records the file). Raises
+    :class:`ArtifactMismatchError` naming both hashes on a mismatch, and :class:`ModelFileError` when
+    a named ``manifest`` is missing or records no sha256 for the model.
+    """
+    if manifest is not None:
+        manifest = Path(manifest)
+        if not manifest.is_file():
+            raise ModelFileError(f"manifest not found: {manifest}")
+        recorded = [(manifest, recorded_sha256(manifest, path))]
+        if recorded[0][1] is None:
+            raise ModelFileError(f"manifest {manifest} records no sha256 for {path.name}")
+    else:
+        beside = [m for m in manifest_candidates(path) if m.is_file() and m != path]
+        recorded = [(m, digest) for m in beside if (digest := recorded_sha256(m, path)) is not None]
+    if not recorded:
+        return None
+    where, expected = recorded[0]
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ArtifactMismatchError(
+            f"{path} does not match its manifest {where}: sha256 {actual}, the manifest records {expected} "
+            "(the file changed after export; pass --no-verify / verify=False to load it anyway)"
+        )
+    return where
+
+
 def load_backend(
     path: str | os.PathLike[str],
     device: str | None = None,
     providers: list[str] | None = None,
     threads: int | None = None,
+    *,
+    manifest: str | os.PathLike[str] | None = None,
+    verify: bool = True,
     **options: Any,
 ) -> BaseBackend:
-    """Open a model artifact with the backend its suffix calls for.
+    """Open a model artifact with the backend its suffix calls for, after checking it against its manifest.
 
     ``.onnx`` -> ONNX Runtime (``providers``/``threads``/``spinning`` apply); ``.engine``/``.plan``/``.trt``
     -> the TensorRT runtime (unverified here, needs an NVIDIA GPU); ``.safetensors`` -> PyTorch, imported
     only now. ``device`` is ``"cpu"``, ``"cuda"``/``"cuda:N"``, or ``"auto"`` (best available); None means
     the artifact's natural device: ``"cpu"`` for ONNX and checkpoints, ``"cuda:0"`` for engines.
+    With ``verify`` (the default) the file's sha256 must equal the one recorded in ``manifest`` or in
+    a manifest beside it (:func:`verify_artifact`); ``verify=False`` skips the check.
     """
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"{path} is a directory, not a model file")
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
+    if verify:
+        verify_artifact(path, manifest)
+    elif manifest is not None:
+        raise ValueError("manifest given with verify=False: the manifest is only used to verify the model")
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES:
         from .onnxruntime_backend import OnnxRuntimeBackend

@@ -6,7 +6,7 @@ the optimisation profile's bounds from ``get_tensor_profile_shape``, and ``cuda-
 and the stream. It accepts the full ``tensorrt`` package or the lean runtime ``tensorrt_lean`` (which
 can only run engines built version-compatible). The contract comes from the ``manifest.json`` next to
 the engine. The GPU is checked *before* a ``Runtime`` is created: without one the lean runtime logs a
-CUDA error and the process then segfaults (DESIGN.md §6); here you get a Python error instead.
+CUDA error and the process then segfaults (docs/runtime.md, "TensorRT: what is unverified"); here you get a Python error instead.
 """
 
 from __future__ import annotations

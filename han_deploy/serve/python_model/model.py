@@ -1,6 +1,6 @@
 """Triton python-backend model: HAN embeddings through ``han_deploy.runtime`` (ONNX Runtime inside).
 
-``han_deploy.export.triton.write_triton_repository`` copies this file to ``MODEL/1/model.py``, next
+``han_deploy.serve.triton.write_triton_repository`` copies this file to ``MODEL/1/model.py``, next
 to ``model.onnx`` (except for the preprocess model). It runs in Triton's python stub, a separate
 process whose ``sys.path`` is not the client's, so before importing ``han_deploy`` it puts the config
 parameter ``sys_path`` (os.pathsep separated; written by the generator as the folders holding

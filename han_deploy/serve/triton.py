@@ -65,7 +65,7 @@ CPU_FLAVOURS = ("cpu",)  # han-export's INT8 flavour for the ONNX Runtime CPU (u
 ENCODED_INPUT_NAME = "encoded"  # TYPE_STRING, one encoded image (JPEG/PNG/...) per batch item
 VALID_OUTPUT_NAME = "valid"  # TYPE_BOOL, false where the item could not be decoded (its embedding is zeros)
 CONTRACT_PARAMETER = METADATA_KEY
-PYTHON_MODEL_TEMPLATE = Path(__file__).resolve().parent.parent / "serve" / "python_model" / "model.py"
+PYTHON_MODEL_TEMPLATE = Path(__file__).resolve().parent / "python_model" / "model.py"
 _TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8"}
 
 
@@ -455,7 +455,7 @@ def write_triton_repository(
             )
 
     summary = {
-        "generator": "han_deploy.export.triton",
+        "generator": "han_deploy.serve.triton",
         "contract": json.loads(contract_str),
         "settings": {
             "max_batch_size": max_batch_size,

@@ -1,0 +1,165 @@
+"""The CPU-budget recipe's parts: warm-up + cosine, the budget fit, the validation carve, batch augmentation,
+the decode-once cache, and the trainer using them (budgeted end, exact resume, recipe presets on the CLI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from _train_data import tiny_dataset, tiny_splits
+
+from han_deploy.data.records import DatasetSplits, Record
+from han_deploy.data.validation import carve_validation
+from han_deploy.model import create_model, load_checkpoint
+from han_deploy.runtime.preprocess import preprocess
+from han_deploy.train import TrainConfig, Trainer, read_image
+from han_deploy.train.augment import BatchAugment
+from han_deploy.train.cli import config_from_args, parse_args
+from han_deploy.train.memory_cache import ImageCache
+from han_deploy.train.schedule import COSINE_FLOOR, WARMUP_START, fit_epochs, warmup_cosine
+from han_deploy.train.trainer import relabel_subset
+
+
+def test_warmup_then_cosine_reaches_the_floor() -> None:
+    factors = [warmup_cosine(i, 10, 110) for i in range(111)]
+    assert factors[0] == pytest.approx(WARMUP_START) and factors[5] == pytest.approx(WARMUP_START + (1 - WARMUP_START) / 2)
+    assert factors[10] == pytest.approx(1.0) and factors[60] == pytest.approx((1 + COSINE_FLOOR) / 2)
+    assert factors[110] == pytest.approx(COSINE_FLOOR) and warmup_cosine(500, 10, 110) == pytest.approx(COSINE_FLOOR)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))  # no rise after the warm-up
+    assert warmup_cosine(0, 0, 10) == pytest.approx(1.0)  # no warm-up: starts at the peak
+
+
+def test_fit_epochs_spends_the_budget_and_never_less_than_done() -> None:
+    # 600 s budget, 100 s spent, 50 s/epoch, 40 s kept for the final evaluation: floor(460 / 50) = 9 more
+    assert fit_epochs(600, 100, 2, 50, 40, cap=300) == 11
+    assert fit_epochs(600, 100, 2, 50, 40, cap=5) == 5  # --epochs caps it
+    assert fit_epochs(600, 700, 3, 50, 40, cap=300) == 3  # over budget: stop now
+    assert fit_epochs(10, 0, 0, 50, 0, cap=300) == 1  # a run has at least one epoch
+    with pytest.raises(ValueError, match="positive"):
+        fit_epochs(600, 0, 1, 0, 0, cap=300)
+
+
+def _two_camera_splits(ids: int = 12) -> DatasetSplits:
+    train = [Record(Path(f"{p:04d}_{i:02d}.jpg"), p, 0 if i < 5 else 1) for p in range(ids) for i in (0, 1, 5, 6)]
+    return DatasetSplits("pairs", train, [], [])
+
+
+def test_validation_carve_holds_out_whole_identities_and_relabels_the_rest() -> None:
+    splits = _two_camera_splits()
+    val = carve_validation(splits, 4, seed=3, cross_camera=True)
+    held = {r.path.name[:4] for r in val.query + val.gallery}
+    kept = {r.path.name[:4] for r in val.train}
+    assert len(held) == 4 and not held & kept and len(kept) == 8
+    assert sorted({r.pid for r in val.train}) == list(range(8))
+    assert {r.camid for r in val.query} == {0} and {r.camid for r in val.gallery} == {1}
+    assert carve_validation(splits, 4, seed=3, cross_camera=True).query == val.query  # seeded
+    single = carve_validation(splits, 4, seed=3)  # one query per (id, camera), rest gallery
+    assert len(single.query) == 8 and len(single.gallery) == 8
+    with pytest.raises(ValueError, match="--val-ids 11"):
+        carve_validation(splits, 11)
+
+
+def test_batch_augment_flip_and_shift_match_their_definitions() -> None:
+    x = torch.randn(6, 3, 16, 8)
+    assert torch.equal(BatchAugment()(x, torch.Generator()), x) and not BatchAugment().active
+    flipped = BatchAugment(flip=True)(x, torch.Generator().manual_seed(0))
+    for i in range(6):  # each image is itself or its mirror image
+        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(2))
+    assert not torch.equal(flipped, x) and not torch.equal(flipped, x.flip(3))
+    shifted = BatchAugment(pad=3)(x, torch.Generator().manual_seed(1))
+    shifts = torch.randint(-3, 4, (6, 2), generator=torch.Generator().manual_seed(1)).tolist()
+    padded = F.pad(x, (3, 3, 3, 3))
+    expected = torch.stack([padded[i, :, 3 - dy : 19 - dy, 3 - dx : 11 - dx] for i, (dy, dx) in enumerate(shifts)])
+    assert torch.equal(shifted, expected)  # pad-and-crop, done as one shifted copy
+    aug = BatchAugment(flip=True, pad=2, erasing=0.5)
+    assert torch.equal(aug(x, torch.Generator().manual_seed(5)), aug(x, torch.Generator().manual_seed(5)))
+
+
+def test_cache_decodes_exactly_as_the_runtime_and_marks_unreadable_files(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    splits = tiny_splits(tmp_path_factory)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    paths = [r.path for r in splits.train[:5]] + [bad]
+    contract = create_model("small").cfg.preprocess
+    cache = ImageCache.build(paths, contract, progress=False)
+    assert cache.ok.tolist() == [True] * 5 + [False] and cache.nbytes == 6 * 160 * 64 * 3
+    expected = preprocess([read_image(p) for p in paths[:5]], contract)
+    np.testing.assert_array_equal(cache.batch([0, 1, 2, 3, 4]).numpy(), expected)
+    with pytest.raises(ValueError, match="empty list"):
+        ImageCache.build([], contract)
+
+
+BASE = {"variant": "small", "batch_size": 16, "threads": 1, "seed": 3, "dataset": "tiny"}
+FAST = {"schedule": "cosine", "warmup_epochs": 0.5, "label_smoothing": 0.1, "flip": True, "pad": 4, "random_erasing": 0.5}
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["decoded-once", "from-disk"])
+def test_cosine_run_resumes_exactly(cache: bool, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)  # 2 batches of 16 per epoch
+    common = dict(BASE, epochs=3, cache=cache, **FAST)
+    straight = Trainer(TrainConfig(output=str(tmp_path / "a"), **common), splits).fit()
+    Trainer(TrainConfig(output=str(tmp_path / "b"), **common), splits).fit(stop_after=1)
+    resumed = Trainer(TrainConfig(output=str(tmp_path / "b"), **common), splits, resume=True).fit()
+    a, _ = load_checkpoint(straight.last_checkpoint)
+    b, meta = load_checkpoint(resumed.last_checkpoint)
+    assert meta["epoch"] == 3
+    for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(ta, tb), name
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert lrs[0] == pytest.approx(3e-2 * WARMUP_START) and lrs[1] > lrs[2] > 0  # warm-up start, then cosine decay
+
+
+def test_a_tiny_budget_ends_after_one_epoch_with_an_evaluation(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)
+    result = Trainer(TrainConfig(output=str(tmp_path), budget_minutes=1e-4, **BASE, **FAST), splits).fit()
+    entry = result.last_entry
+    assert entry["epoch"] == 1 and entry["planned_epochs"] == 1 and "mAP" in entry["eval"]
+    assert entry["eval_label"].startswith("test") and result.best_checkpoint is not None
+
+
+def test_recipe_presets_fill_defaults_and_explicit_options_win(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = str(tiny_dataset(tmp_path_factory))
+    base = ["--data", root, "--dataset", "cuhk03_pair"]
+    paper = config_from_args(parse_args(base), base)
+    assert (paper.schedule, paper.flip, paper.label_smoothing, paper.random_erasing) == ("step", False, 0.0, 0.0)
+    argv = base + ["--recipe", "fast", "--budget-minutes", "90", "--no-flip", "--val-ids", "5"]
+    fast = config_from_args(parse_args(argv), argv)
+    assert (fast.recipe, fast.schedule, fast.label_smoothing, fast.pad, fast.budget_minutes) == ("fast", "cosine", 0.1, 10, 90)
+    assert fast.flip is False and fast.eval_label == "validation" and fast.both_directions
+    with pytest.raises(SystemExit):
+        parse_args(base + ["--recipe", "nope"])
+    with pytest.raises(ValueError, match="--budget-minutes"):
+        TrainConfig(budget_minutes=0).check()
+
+
+def test_a_shrunken_step_plan_never_skips_a_decay(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)
+    trainer = Trainer(TrainConfig(output=str(tmp_path), epochs=9, **BASE), splits)  # paper steps after 3, 6, 8
+    assert trainer.milestones == [3, 6, 8]
+    trainer.fit(stop_after=3)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3)  # the decay after epoch 3
+    trainer.milestones[:] = [1, 2, 3]  # a plan shrunk after epoch 3 moves every milestone into the past
+    trainer.scheduler.step()
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(3e-5)  # all three decays, none skipped
+
+
+def test_resume_refuses_another_schedule_naming_it(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)
+    Trainer(TrainConfig(output=str(tmp_path), epochs=2, **BASE), splits).fit(stop_after=1)
+    with pytest.raises(ValueError, match="schedule was 'step'"):
+        Trainer(TrainConfig(output=str(tmp_path), epochs=2, **BASE, **FAST), splits, resume=True)
+
+
+def test_every_recipe_value_names_a_han_train_option() -> None:
+    from han_deploy.train.cli import build_parser
+    from han_deploy.train.recipes import RECIPES
+
+    dests = {action.dest for action in build_parser()._actions}
+    for name, values in RECIPES.items():
+        assert set(values) <= dests, f"recipe {name!r} sets unknown options {set(values) - dests}"
