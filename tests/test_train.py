@@ -79,9 +79,17 @@ def test_loss_falls_when_overfitting_one_small_batch(tmp_path_factory: pytest.Te
     assert losses[-1] < 0.3 * losses[0], losses
 
 
-def test_resume_continues_exactly(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+COSINE = {"schedule": "cosine", "warmup_epochs": 0.5, "label_smoothing": 0.1, "flip": True, "pad": 4, "random_erasing": 0.5}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"milestones": (1,), "random_erasing": 0.5}, COSINE, dict(COSINE, cache=False)],
+    ids=["paper-steps", "fast-cosine", "fast-cosine-from-disk"],
+)
+def test_resume_continues_exactly(extra: dict, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)  # 2 batches of 16 per epoch
-    common = dict(FAST, epochs=2, milestones=(1,), random_erasing=0.5, seed=7, dataset="tiny")
+    common = dict(FAST, epochs=2, seed=7, dataset="tiny", **extra)
     straight = Trainer(TrainConfig(output=str(tmp_path / "a"), **common), splits).fit()
     Trainer(TrainConfig(output=str(tmp_path / "b"), **common), splits).fit(stop_after=1)  # "killed" after epoch 1
     resumed = Trainer(TrainConfig(output=str(tmp_path / "b"), **common), splits, resume=True).fit()
@@ -93,7 +101,11 @@ def test_resume_continues_exactly(tmp_path: Path, tmp_path_factory: pytest.TempP
     log_a = (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()
     log_b = (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(x)["loss"] for x in log_a] == [json.loads(x)["loss"] for x in log_b]
-    assert [json.loads(x)["lr"] for x in log_b] == pytest.approx([3e-2, 3e-3])
+    lrs = [json.loads(x)["lr"] for x in log_b]
+    if "schedule" in extra:  # warm-up from 1% of the lr, then the cosine (per iteration) mid-way down
+        assert lrs[0] == pytest.approx(3e-2 * 0.01) and 3e-2 > lrs[1] > 3e-2 * 0.01
+    else:
+        assert lrs == pytest.approx([3e-2, 3e-3])
     invocations = json.loads((tmp_path / "b" / "config.json").read_text())["invocations"]
     assert [i["start_epoch"] for i in invocations] == [1, 2]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -10,22 +9,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..runtime.backends import sha256_file
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
-
-
-def sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_entry(path: str | os.PathLike[str], **extra: Any) -> dict[str, Any]:
     """One artifact: file name (relative to the manifest), size, sha256, plus ``extra`` fields."""
     path = Path(path)
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), **extra}
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path), **extra}
 
 
 def versions() -> dict[str, str | None]:
@@ -60,6 +53,6 @@ def verify_manifest(path: str | os.PathLike[str]) -> list[str]:
         file = path.parent / entry["file"]
         if not file.is_file():
             problems.append(f"{entry['file']}: missing")
-        elif file.stat().st_size != entry["bytes"] or sha256(file) != entry["sha256"]:
+        elif file.stat().st_size != entry["bytes"] or sha256_file(file) != entry["sha256"]:
             problems.append(f"{entry['file']}: size or sha256 differs from the manifest")
     return problems
