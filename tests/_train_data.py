@@ -10,6 +10,9 @@ from han_deploy.data import build_dataset
 from han_deploy.data.records import DatasetSplits
 from han_deploy.data.synth import generate_dataset
 
+# the fast recipe's parts, scaled to the tiny data (half-epoch warm-up, 4-pixel pad)
+FAST_RECIPE = {"schedule": "cosine", "warmup_epochs": 0.5, "label_smoothing": 0.1, "flip": True, "pad": 4, "random_erasing": 0.5}
+
 
 def tiny_dataset(factory: pytest.TempPathFactory) -> Path:
     """A Market-layout synthetic dataset: 16 ids (8 train, 8 test), 3 cameras, 2-3 images per id and camera."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _train_data import tiny_dataset, tiny_splits
+from _train_data import FAST_RECIPE, tiny_dataset, tiny_splits
 
 from han_deploy.data.records import DatasetSplits, Record
 from han_deploy.model import create_model, load_checkpoint, read_checkpoint_header
@@ -79,12 +79,9 @@ def test_loss_falls_when_overfitting_one_small_batch(tmp_path_factory: pytest.Te
     assert losses[-1] < 0.3 * losses[0], losses
 
 
-COSINE = {"schedule": "cosine", "warmup_epochs": 0.5, "label_smoothing": 0.1, "flip": True, "pad": 4, "random_erasing": 0.5}
-
-
 @pytest.mark.parametrize(
     "extra",
-    [{"milestones": (1,), "random_erasing": 0.5}, COSINE, dict(COSINE, cache=False)],
+    [{"milestones": (1,), "random_erasing": 0.5}, FAST_RECIPE, dict(FAST_RECIPE, cache=False)],
     ids=["paper-steps", "fast-cosine", "fast-cosine-from-disk"],
 )
 def test_resume_continues_exactly(extra: dict, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:

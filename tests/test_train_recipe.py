@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _train_data import tiny_dataset, tiny_splits
+from _train_data import FAST_RECIPE, tiny_dataset, tiny_splits
 
 from han_deploy.data.records import DatasetSplits, Record
 from han_deploy.data.validation import carve_validation
@@ -95,12 +95,11 @@ def test_cache_decodes_exactly_as_the_runtime_and_marks_unreadable_files(
 
 
 BASE = {"variant": "small", "batch_size": 16, "threads": 1, "seed": 3, "dataset": "tiny"}
-FAST = {"schedule": "cosine", "warmup_epochs": 0.5, "label_smoothing": 0.1, "flip": True, "pad": 4, "random_erasing": 0.5}
 
 
 def test_a_tiny_budget_ends_after_one_epoch_with_an_evaluation(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)
-    result = Trainer(TrainConfig(output=str(tmp_path), budget_minutes=1e-4, **BASE, **FAST), splits).fit()
+    result = Trainer(TrainConfig(output=str(tmp_path), budget_minutes=1e-4, **BASE, **FAST_RECIPE), splits).fit()
     entry = result.last_entry
     assert entry["epoch"] == 1 and entry["planned_epochs"] == 1 and "mAP" in entry["eval"]
     assert entry["eval_label"].startswith("test") and result.best_checkpoint is not None
@@ -136,7 +135,7 @@ def test_resume_refuses_another_schedule_naming_it(tmp_path: Path, tmp_path_fact
     splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)
     Trainer(TrainConfig(output=str(tmp_path), epochs=2, **BASE), splits).fit(stop_after=1)
     with pytest.raises(ValueError, match="schedule was 'step'"):
-        Trainer(TrainConfig(output=str(tmp_path), epochs=2, **BASE, **FAST), splits, resume=True)
+        Trainer(TrainConfig(output=str(tmp_path), epochs=2, **BASE, **FAST_RECIPE), splits, resume=True)
 
 
 def test_every_recipe_value_names_a_han_train_option() -> None:

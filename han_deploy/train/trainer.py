@@ -174,11 +174,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and self.device.type == "cuda" else None
         self.augment = BatchAugment(cfg.flip, cfg.pad, cfg.random_erasing)
         self.dataset = ReidDataset(splits.train, self.model.cfg.preprocess, split="train")
+        self.train_pids = np.array([r.pid for r in splits.train])
         self.iters_per_epoch = max(1, sum(1 for _ in self._index_batches(1)))
         self.planned_epochs = cfg.epochs  # refitted to the budget after each epoch when there is one
         self.milestones = list(cfg.resolved_milestones(self.planned_epochs))  # step schedule; follows the plan
         self.spent_s = self.epochs_s = 0.0  # budget bookkeeping: all wall seconds, and those of whole epochs
-        self.this_epoch_s = 0.0  # training seconds of the epoch being finished (not yet in epochs_s)
         self.eval_s: float | None = None
         self.scheduler = self._build_scheduler()
         self.start_epoch = 1
@@ -271,7 +271,7 @@ class Trainer:
         cfg = self.cfg
         if cfg.triplet_margin is not None:
             k = cfg.instances_per_id
-            sampler = PKSampler([r.pid for r in self.splits.train], cfg.batch_size // k, k, cfg.seed)
+            sampler = PKSampler(self.train_pids.tolist(), cfg.batch_size // k, k, cfg.seed)
             sampler.set_epoch(epoch)
             return sampler
         return RandomSampler(self.dataset, generator=_epoch_generator(cfg.seed, epoch, 0))
@@ -287,10 +287,9 @@ class Trainer:
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """``(images, pids, skipped)`` per batch, from the decoded-once cache or from files via a DataLoader."""
         if self.cache is not None:
-            pids = np.array([r.pid for r in self.splits.train])
             for idx in self._index_batches(epoch):
                 good = [i for i in idx if self.cache.ok[i]]
-                yield self.cache.batch(good), torch.from_numpy(pids[good]), len(idx) - len(good)
+                yield self.cache.batch(good), torch.from_numpy(self.train_pids[good]), len(idx) - len(good)
             return
         loader = DataLoader(
             self.dataset,
@@ -399,10 +398,10 @@ class Trainer:
         """With a budget, refit the run's length from the measured epoch time (it only shrinks, unless ``fresh``)."""
         if self.cfg.budget_minutes is None or (done >= self.planned_epochs and not fresh):
             return
+        epoch_s = self.epochs_s / done
         images = len(self.splits.query) + len(self.splits.gallery)
-        train_rate = len(self.splits.train) * done / max(self.epochs_s + self.this_epoch_s, 1e-9)
-        final_eval = self.eval_s if self.eval_s is not None else images / train_rate  # inference is faster: a margin
-        epoch_s = (self.epochs_s + self.this_epoch_s) / done
+        # without a measured evaluation, estimate it at the training rate (inference is faster: a margin)
+        final_eval = self.eval_s if self.eval_s is not None else images * epoch_s / len(self.splits.train)
         fitted = fit_epochs(self.cfg.budget_minutes * 60, self.spent_s, done, epoch_s, final_eval, self.cfg.epochs)
         self.planned_epochs = fitted if fresh else min(self.planned_epochs, fitted)
         self.milestones[:] = self.cfg.resolved_milestones(self.planned_epochs)
@@ -432,8 +431,9 @@ class Trainer:
             entry = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **self._train_epoch(epoch)}
             if self.cfg.schedule == "step":
                 self.scheduler.step()
-            self.this_epoch_s = time.perf_counter() - start
-            self.spent_s += self.this_epoch_s
+            train_s = time.perf_counter() - start
+            self.spent_s += train_s
+            self.epochs_s += train_s
             self._replan(epoch)
             start = time.perf_counter()
             if self._wants_eval(epoch):
@@ -444,8 +444,7 @@ class Trainer:
             rest = time.perf_counter() - start
             self.spent_s += rest
             # an epoch's cost for the plan: training, checkpoint writes and periodic evaluations (not the final one)
-            self.epochs_s += self.this_epoch_s + rest - ((self.eval_s or 0.0) if epoch == self.planned_epochs else 0.0)
-            self.this_epoch_s = 0.0
+            self.epochs_s += rest - ((self.eval_s or 0.0) if epoch == self.planned_epochs else 0.0)
             tqdm.write(self._summary(entry))
             epoch += 1
         if not entry and not last.exists():
