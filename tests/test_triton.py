@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -310,8 +311,13 @@ def served(onnx_path: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_every_listener_is_on_loopback(served) -> None:
     from han_deploy.serve.server import is_loopback, listening_sockets
 
+    expected = {served.http_port, served.grpc_port, served.metrics_port}
+    deadline = time.monotonic() + 10  # the metrics listener can open a moment after the server reports ready
     sockets = listening_sockets(served.pid)
-    assert {port for _, port in sockets} == {served.http_port, served.grpc_port, served.metrics_port}
+    while {port for _, port in sockets} != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        sockets = listening_sockets(served.pid)
+    assert {port for _, port in sockets} == expected
     assert all(is_loopback(addr) for addr, _ in sockets), sockets
 
 
