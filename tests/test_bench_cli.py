@@ -98,7 +98,7 @@ def test_engine_onnx_and_missing_tensorrt_engine(tmp_path: Path, capsys: pytest.
     engine = tmp_path / "model.fp16.plan"
     engine.write_bytes(b"\x00" * 64)
     meta = {p.key: p.value for p in __import__("onnx").load(str(onnx_path)).metadata_props}
-    (tmp_path / "manifest.json").write_text(json.dumps({"han_deploy.contract": meta["han_deploy.contract"]}))
+    (tmp_path / "manifest.json").write_text(json.dumps({"contract": json.loads(meta["han_deploy.contract"])}))
     out2 = tmp_path / "trt.json"
     assert main(["--engine", str(engine), "--batch", "1", "--json", str(out2), *TINY]) == 0
     (trt,) = json.loads(out2.read_text())["results"]

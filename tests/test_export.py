@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,6 +89,16 @@ def test_contract_round_trips_through_every_artifact(exported: tuple[Path, dict]
         assert contract["flops"] == data["flops"] and contract["embedding_dim"] == 1024
         assert meta["precision"] == precision and contract["precision"] == precision  # flat key and JSON agree
     assert {p.key: p.value for p in onnx.load(str(out / "model.int8.onnx")).metadata_props}["int8_flavour"] == "tensorrt"
+
+
+def test_manifest_embeds_the_contract_the_onnx_carries(exported: tuple[Path, dict]) -> None:
+    from han_deploy.runtime.backends import read_manifest_contract
+
+    out, data = exported
+    _, contract = read_contract({p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props})
+    assert data["contract"] == {k: v for k, v in contract.items() if k != "precision"}  # each artifact records its own
+    cfg, _, where = read_manifest_contract(out / "model.fp16.plan")  # an engine carries no metadata: the manifest speaks
+    assert cfg == model_config("small") and where == out / "manifest.json"
 
 
 def test_int8_models_have_symmetric_qdq_and_per_channel_weights(exported: tuple[Path, dict]) -> None:
@@ -244,8 +258,8 @@ def test_gate_compares_on_held_out_crops_and_simulates_tensorrt(exported: tuple[
 
 
 def test_sensitivity_pass_keeps_the_layers_that_gain_most(exported: tuple[Path, dict]) -> None:
+    from han_deploy.contract.preprocess import preprocess
     from han_deploy.export import sensitivity
-    from han_deploy.runtime.preprocess import preprocess
 
     out, _ = exported
     x = preprocess(_crops(8, seed=3), model_config("small").preprocess)
@@ -339,7 +353,7 @@ def test_nonnegative_tensors_follow_relu_and_stop_at_conv(exported: tuple[Path, 
 
 
 def test_calibration_reader_yields_runtime_preprocessing_and_rewinds() -> None:
-    from han_deploy.runtime.preprocess import preprocess
+    from han_deploy.contract.preprocess import preprocess
 
     crops = _crops(10)
     pre = model_config("small").preprocess
@@ -366,8 +380,8 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     text = build_parser().format_help()
     for flag in (
         "--variant", "--checkpoint", "--precision", "--calib-data", "--calib-method", "--calib-size", "--batch",
-        "--min-batch", "--opt-batch", "--opset", "--simplify", "--no-simplify", "--engine", "--workspace",
-        "--eval-data", "--output", "--seed", "--target", "--sensitivity-layers",
+        "--min-batch", "--opt-batch", "--opset", "--simplify", "--no-simplify", "--engine", "--workspace", "--timing-cache",
+        "--eval-data", "--output", "--seed", "--target", "--sensitivity-layers", "--strict",
     ):  # fmt: skip
         assert flag in text
 
@@ -379,8 +393,106 @@ def test_tensorrt_profile_and_trtexec_command() -> None:
     cmd = trtexec_command("model.int8.onnx", "model.int8.plan", profile, 2048, "timing.cache")
     assert "--minShapes=images:1x3x160x64" in cmd and "--optShapes=images:8x3x160x64" in cmd
     assert "--maxShapes=images:32x3x160x64" in cmd and "--memPoolSize=workspace:2048M" in cmd
+    assert cmd.endswith("--timingCacheFile=timing.cache")
+    shared = trtexec_command("model.onnx", "model.fp32.plan", profile, 2048, "/caches/trt cache/a.cache")
+    assert shlex.split(shared)[-1] == "--timingCacheFile=/caches/trt cache/a.cache"  # a user's path, whole
     with pytest.raises(ValueError, match="min-batch"):
         BatchProfile(4, 2, 32, 160, 64)
+
+
+def test_engine_entries_name_the_timing_cache(tmp_path: Path) -> None:
+    from han_deploy.export.exporter import _engines
+    from han_deploy.export.tensorrt_build import BatchProfile
+
+    profile = BatchProfile(1, 8, 32, 160, 64)
+    default = _engines(tmp_path, ExportOptions(output=tmp_path), profile, ["model.onnx"])
+    mine = _engines(tmp_path, ExportOptions(output=tmp_path, timing_cache=Path("c/trt.cache")), profile, ["model.onnx"])
+    assert shlex.split(default[0]["trtexec"])[-1] == "--timingCacheFile=timing.cache"  # run in the output folder
+    assert shlex.split(mine[0]["trtexec"])[-1] == f"--timingCacheFile={Path('c/trt.cache').resolve()}"
+
+
+class _FakeTimingCache:
+    def __init__(self, blob: bytes) -> None:
+        self.blob = bytes(blob)
+
+    def serialize(self) -> bytes:
+        return self.blob
+
+
+class _FakeBuilderConfig:
+    """IBuilderConfig as build_engine uses it; a cache whose bytes start with b"stale" is refused, like another GPU's."""
+
+    def __init__(self, profile_index: int = 0, refuse_caches: bool = False) -> None:
+        self.profile_index, self.refuse_caches, self.cache = profile_index, refuse_caches, None
+
+    def set_memory_pool_limit(self, pool: int, size: int) -> None:
+        pass
+
+    def add_optimization_profile(self, profile: object) -> int:
+        return self.profile_index
+
+    def create_timing_cache(self, blob: bytes) -> _FakeTimingCache:
+        return _FakeTimingCache(blob)
+
+    def set_timing_cache(self, cache: _FakeTimingCache, ignore_mismatch: bool) -> bool:
+        if self.refuse_caches or cache.blob.startswith(b"stale"):
+            return False
+        self.cache = cache
+        return True
+
+
+class _FakeBuilder:
+    """The builder calls of build_engine; a build adds its tactic timings (b"t") to the attached cache, in place."""
+
+    def __init__(self, config: _FakeBuilderConfig) -> None:
+        self.config = config
+
+    def create_network(self, flags: int) -> object:
+        return object()
+
+    def create_builder_config(self) -> _FakeBuilderConfig:
+        return self.config
+
+    def create_optimization_profile(self) -> SimpleNamespace:
+        return SimpleNamespace(set_shape=lambda name, *shapes: None)
+
+    def build_serialized_network(self, network: object, config: _FakeBuilderConfig) -> bytes:
+        if config.cache is not None:
+            config.cache.blob += b"t"
+        return b"plan"
+
+
+def _fake_tensorrt_builder(**config: Any) -> ModuleType:
+    """A ``tensorrt`` module with the calls build_engine makes (there is no TensorRT here)."""
+    trt = ModuleType("tensorrt")
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, severity: None})
+    trt.Builder = lambda logger: _FakeBuilder(_FakeBuilderConfig(**config))
+    trt.NetworkDefinitionCreationFlag = SimpleNamespace(STRONGLY_TYPED=1)
+    trt.OnnxParser = lambda network, logger: SimpleNamespace(parse_from_file=lambda path: True, num_errors=0)
+    trt.MemoryPoolType = SimpleNamespace(WORKSPACE=0)
+    trt.Dims = tuple
+    return trt
+
+
+def test_engine_build_loads_extends_and_saves_the_timing_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from han_deploy.export.tensorrt_build import BatchProfile, EngineBuildError, build_engine
+
+    cache = tmp_path / "caches" / "trt.cache"
+
+    def build(**fake: Any) -> bytes:
+        monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt_builder(**fake))
+        build_engine(tmp_path / "m.onnx", tmp_path / "m.plan", BatchProfile(1, 8, 32, 160, 64), 64, cache)
+        return cache.read_bytes()
+
+    assert build() == b"t" and (tmp_path / "m.plan").read_bytes() == b"plan"  # no cache yet: a fresh one, saved
+    assert build() == b"tt"  # the saved cache is loaded, and the next build extends it
+    cache.write_bytes(b"stale")
+    assert build() == b"t"  # refused (another TensorRT version or GPU): a fresh one replaces it
+    with pytest.raises(EngineBuildError, match="empty timing cache"):
+        build(refuse_caches=True)
+    with pytest.raises(EngineBuildError, match="optimisation profile"):
+        build(profile_index=-1)
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_tensorrt_engine_build(tmp_path: Path, exported: tuple[Path, dict]) -> None:
@@ -449,6 +561,27 @@ def test_failed_gate_exits_nonzero_names_the_artifact_and_leaves_nothing(
     code, err = _run_cli(["--precision", "fp32", "--output", str(tmp_path / "out")], capsys)
     assert code == 1 and "model.onnx: mean cosine" in err and "< 1.5" in err
     assert _no_files(tmp_path / "out")
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_failed_reduced_precision_gate_writes_what_passed_unless_strict(
+    strict: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(parity.THRESHOLDS, "fp16", parity.Threshold("min", 1.5))  # unreachable: FP16 fails
+    ckpt = save_checkpoint(tmp_path / "small.safetensors", create_model("small"))  # weights given: gates enforced
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.fp16.onnx").write_bytes(b"left by an earlier export")
+    args = ["--checkpoint", str(ckpt), "--precision", "fp32,fp16", "--output", str(out)] + (["--strict"] if strict else [])
+    code, err = _run_cli(args, capsys)
+    assert code == 1 and "model.fp16.onnx: min cosine" in err and "< 1.5" in err
+    if strict:
+        assert "nothing was written" in err and {p.name for p in out.iterdir()} == {"model.fp16.onnx"}  # untouched
+        return
+    assert "refused model.fp16.onnx" in err and not (out / "model.fp16.onnx").exists()  # the stale copy is gone too
+    data = json.loads((out / "manifest.json").read_text())
+    assert data["parity"]["refused"] == ["model.fp16.onnx"] and [a["file"] for a in data["artifacts"]] == ["model.onnx"]
+    assert [e["precision"] for e in data["engines"]] == ["fp32"] and manifest.verify_manifest(out / "manifest.json") == []
 
 
 def test_fp16_io_variant_takes_and_returns_float16(exported: tuple[Path, dict], tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"runtime"},
     {"evaluate"},
     {"data", "model"},
+    {"contract"},
     {"config", "cli_args"},
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import cv2
 import numpy as np
@@ -21,13 +23,13 @@ pytest.importorskip("onnx")
 from _artifacts import tampered_copy, write_manifest  # noqa: E402
 
 from han_deploy.config import METADATA_KEY, contract_metadata  # noqa: E402
+from han_deploy.contract.decode import read_image  # noqa: E402
 from han_deploy.export import export_onnx  # noqa: E402
 from han_deploy.model import create_model, save_checkpoint  # noqa: E402
 from han_deploy.runtime import ModelFileError, load_backend, preprocess  # noqa: E402
 from han_deploy.runtime.backends import ArtifactMismatchError, read_manifest_contract, sha256_file  # noqa: E402
 from han_deploy.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, default_providers  # noqa: E402
 from han_deploy.runtime.backends.torch_backend import TorchBackend  # noqa: E402
-from han_deploy.runtime.decode import read_image  # noqa: E402
 from han_deploy.runtime.extractor import ExtractionError, Extractor, StreamingExtractor  # noqa: E402
 
 
@@ -123,6 +125,8 @@ def test_backend_interface_and_options(model_and_onnx) -> None:  # noqa: ANN001
         assert b.infer(np.zeros((0, 3, 160, 64), np.float32)).shape == (0, 1024)
         with pytest.raises(ValueError, match=r"expects \(N, 3, 160, 64\)"):
             b.infer(np.zeros((2, 3, 128, 64), np.float32))
+        with pytest.raises(TypeError, match="expects a float32 batch.*got float64"):  # no silent cast
+            b.infer(np.zeros((1, 3, 160, 64)))
 
 
 def test_batches_beyond_max_batch_are_split_and_fixed_batches_padded(model_and_onnx) -> None:  # noqa: ANN001
@@ -214,20 +218,179 @@ def test_engine_without_gpu_fails_cleanly(model_and_onnx, tmp_path: Path) -> Non
         load_backend(engine, device="cpu")
 
 
-def test_engine_contract_from_han_export_manifest(model_and_onnx, tmp_path: Path) -> None:  # noqa: ANN001
+def test_tensorrt_buffer_shapes_come_from_the_engine() -> None:
+    from han_deploy.runtime.backends.tensorrt_backend import buffer_shape
+
+    assert buffer_shape("images", (-1, 3, 160, 64), (32, 3, 160, 64)) == (32, 3, 160, 64)  # the profile's max
+    assert buffer_shape("images", (8, 3, 160, 64)) == (8, 3, 160, 64)  # a static engine: its own shape
+    assert buffer_shape("embeddings", (-1, 1024), (32, 1024)) == (32, 1024)  # inferred at the profile's max
+    with pytest.raises(ModelFileError, match="no upper bound"):
+        buffer_shape("embeddings", (-1, 1024))
+    with pytest.raises(ModelFileError, match="no upper bound"):
+        buffer_shape("boxes", (-1, -1), (32, -1))  # data-dependent: not known before running
+    with pytest.raises(ModelFileError, match="contradicts"):
+        buffer_shape("images", (-1, 3, 160, 64), (32, 3, 128, 64))
+
+
+class _FakeCudart:
+    """The cuda-python calls of the TensorRT backend, on host memory: a device pointer is a numpy buffer's address."""
+
+    cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
+
+    def __init__(self) -> None:
+        self.buffers: dict[int, np.ndarray] = {}
+        self.freed: list[int] = []
+
+    def cudaGetDeviceCount(self) -> tuple[int, int]:
+        return 0, 1
+
+    def cudaSetDevice(self, index: int) -> tuple[int]:
+        return (0,)
+
+    def cudaStreamCreate(self) -> tuple[int, int]:
+        return 0, 7
+
+    def cudaStreamSynchronize(self, stream: int) -> tuple[int]:
+        return (0,)
+
+    def cudaStreamDestroy(self, stream: int) -> tuple[int]:
+        return (0,)
+
+    def cudaMalloc(self, nbytes: int) -> tuple[int, int]:
+        buf = np.zeros(nbytes, np.uint8)
+        self.buffers[buf.ctypes.data] = buf
+        return 0, buf.ctypes.data
+
+    def cudaFree(self, ptr: int) -> tuple[int]:
+        self.freed.append(ptr)
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst: int, src: int, nbytes: int, kind: int, stream: int) -> tuple[int]:
+        ctypes.memmove(dst, src, nbytes)
+        return (0,)
+
+
+class _FakeEngine:
+    """An ICudaEngine as the backend reads it: input batch 2..8, the embeddings and a second (float16) output."""
+
+    num_optimization_profiles = 1
+
+    def __init__(self, cudart: _FakeCudart, image: tuple[int, int, int], dim: int, reject: str) -> None:
+        self.cudart, self.reject = cudart, reject
+        self.tensors = {
+            "images": ("input", (-1, *image), "float32"),
+            "embeddings": ("output", (-1, dim), "float32"),
+            "aux": ("output", (-1, 5), "float16"),
+        }
+        self.num_io_tensors = len(self.tensors)
+
+    def get_tensor_name(self, index: int) -> str:
+        return list(self.tensors)[index]
+
+    def get_tensor_mode(self, name: str) -> str:
+        return self.tensors[name][0]
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return self.tensors[name][1]
+
+    def get_tensor_dtype(self, name: str) -> str:
+        return self.tensors[name][2]
+
+    def get_tensor_profile_shape(self, name: str, profile: int) -> list[tuple[int, ...]]:
+        rest = self.tensors[name][1][1:]
+        return [(2, *rest), (4, *rest), (8, *rest)]
+
+    def create_execution_context(self) -> _FakeContext:
+        return _FakeContext(self)
+
+
+class _FakeContext:
+    """An IExecutionContext whose 'kernel' writes each image's mean pixel into its embedding row."""
+
+    def __init__(self, engine: _FakeEngine) -> None:
+        self.engine, self.batch, self.addresses = engine, 0, {}
+
+    def set_optimization_profile_async(self, index: int, stream: int) -> bool:
+        return index == 0
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        self.batch = shape[0]
+        return name == "images" and 2 <= shape[0] <= 8
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return (self.batch, *self.engine.tensors[name][1][1:])
+
+    def set_tensor_address(self, name: str, ptr: int) -> bool:
+        self.addresses[name] = ptr
+        return name != self.engine.reject
+
+    def execute_async_v3(self, stream: int) -> bool:
+        n, buffers = self.batch, self.engine.cudart.buffers
+        per, dim = int(np.prod(self.engine.tensors["images"][1][1:])), self.engine.tensors["embeddings"][1][1]
+        means = buffers[self.addresses["images"]].view(np.float32)[: n * per].reshape(n, per).mean(axis=1)
+        buffers[self.addresses["embeddings"]].view(np.float32)[: n * dim].reshape(n, dim)[:] = means[:, None]
+        return True
+
+
+def _fake_tensorrt(engine: _FakeEngine) -> ModuleType:
+    """A ``tensorrt`` module with only what the backend calls: a DataType is a numpy type name, a Dims a tuple."""
+    trt = ModuleType("tensorrt")
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, severity: None})
+    trt.Runtime = lambda logger: SimpleNamespace(deserialize_cuda_engine=lambda plan: engine)
+    trt.TensorIOMode = SimpleNamespace(INPUT="input", OUTPUT="output")
+    trt.Dims = tuple
+    trt.nptype = np.dtype
+    return trt
+
+
+def test_tensorrt_backend_binds_every_tensor_and_checks_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TensorRT backend against a fake engine (no TensorRT or GPU here): what it allocates, binds, checks and frees."""
+    from han_deploy.model import model_config
+    from han_deploy.runtime.backends import tensorrt_backend
+
+    cfg = model_config("small")
+    h, w = cfg.preprocess.input_size
+    plan = tmp_path / "model.fp16.plan"
+    plan.write_bytes(b"a serialised engine")
+    (tmp_path / "manifest.json").write_text(json.dumps({"contract": json.loads(contract_metadata(cfg)[METADATA_KEY])}))
+    cudart = _FakeCudart()
+    monkeypatch.setattr(tensorrt_backend, "_cudart", lambda: cudart)
+
+    def open_engine(image: tuple[int, int, int] = (3, h, w), reject: str = "") -> tensorrt_backend.TensorRTBackend:
+        monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(_FakeEngine(cudart, image, cfg.embedding_dim, reject)))
+        return tensorrt_backend.TensorRTBackend(plan, device="cuda:0")
+
+    with open_engine() as backend:
+        assert (backend.min_batch, backend.max_batch, backend.fixed_batch) == (2, 8, None)
+        addresses = dict(backend._context.addresses)  # every I/O tensor bound, sized for the profile's max batch
+        sizes = {name: cudart.buffers[ptr].nbytes for name, ptr in addresses.items()}
+        assert sizes == {"images": 8 * 3 * h * w * 4, "embeddings": 8 * cfg.embedding_dim * 4, "aux": 8 * 5 * 2}
+        x = np.random.default_rng(0).uniform(0, 1, (9, 3, h, w)).astype(np.float32)
+        out = backend.infer(x)  # a chunk of 8, then 1 padded to the profile's minimum of 2
+        want = np.repeat(x.mean(axis=(1, 2, 3))[:, None], cfg.embedding_dim, axis=1)
+        np.testing.assert_allclose(out, want, rtol=1e-4)
+    assert sorted(cudart.freed) == sorted(addresses.values())
+    with pytest.raises(RuntimeError, match="rejected the device address of aux"):
+        open_engine(reject="aux")
+    assert len(cudart.freed) == len(cudart.buffers)  # a failed open frees what it allocated
+    with pytest.raises(ModelFileError, match="manifest"):
+        open_engine(image=(3, h + 32, w))  # not the input size the contract describes
+
+
+def test_engine_contract_comes_only_from_the_manifests_contract(model_and_onnx, tmp_path: Path) -> None:  # noqa: ANN001
     model, _ = model_and_onnx
     cfg = model.cfg
-    manifest = {  # the fields han-export writes next to its engines
-        "variant": cfg.variant,
-        "input": {"name": "images", "dtype": "float32", "shape": ["batch", 3, 160, 64]},
-        "output": {"name": "embeddings", "dtype": "float32", "shape": ["batch", 1024], "layout": cfg.embedding_layout},
-        "preprocess": cfg.to_dict()["preprocess"],
-        "artifacts": [{"file": "model.onnx"}],
-    }
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    got, contract, where = read_manifest_contract(tmp_path / "model.fp16.plan")
-    assert got.preprocess == cfg.preprocess and got.embedding_dim == 1024 and got.variant == "small"
-    assert contract["output_name"] == "embeddings" and where.name == "manifest.json"
+    loose = {"variant": cfg.variant, "preprocess": cfg.to_dict()["preprocess"], "artifacts": [{"file": "model.onnx"}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(loose))  # no 'contract': no guessing from loose fields
+    with pytest.raises(ModelFileError, match="under 'contract'"):
+        read_manifest_contract(tmp_path / "model.fp16.plan")
+    contract = json.loads(contract_metadata(cfg, flops=1)[METADATA_KEY])
+    (tmp_path / "manifest.json").write_text(json.dumps({**loose, "contract": contract}))
+    got, read, where = read_manifest_contract(tmp_path / "model.fp16.plan")
+    assert got == cfg and read == contract and where.name == "manifest.json"
+    (tmp_path / "manifest.json").write_text(json.dumps({"contract": {"model": {"variant": "small", "bogus": 1}}}))
+    with pytest.raises(ModelFileError, match="not a han-deploy contract"):
+        read_manifest_contract(tmp_path / "model.fp16.plan")
 
 
 def test_a_model_changed_after_export_is_refused(model_and_onnx, tmp_path: Path) -> None:  # noqa: ANN001

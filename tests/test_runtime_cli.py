@@ -169,24 +169,40 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(onnx_model: Path, da
     assert errors_of(full) == errors_of(out)
 
 
+# han-extract that stalls for good once its third shard is journaled, so the kill always lands mid-run
+EXTRACT_STALLING = (
+    "import sys, time\n"
+    "from han_deploy.runtime import writers\n"
+    "from han_deploy.runtime.cli import extract_main\n"
+    "flush = writers.ShardedRun.flush\n"
+    "def stall_after_three(self):\n"
+    "    flush(self)\n"
+    "    if len(self.shards) == 3:\n"
+    "        time.sleep(3600)\n"
+    "writers.ShardedRun.flush = stall_after_three\n"
+    "sys.exit(extract_main())\n"
+)
+
+
 def test_killed_process_resumes(onnx_model: Path, dataset: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "k.npz"
-    many = tmp_path / "many.txt"  # 200 rows, so the kill lands mid-run
+    many = tmp_path / "many.txt"  # 200 rows in shards of 8
     files = sorted(str(p) for p in (dataset["folder"] / "cam1").glob("*.jpg"))
     many.write_text("\n".join(files * 10) + "\n")
-    cmd = [sys.executable, "-c", EXTRACT, str(onnx_model), str(many), "--out", str(out), "--batch-size", "4", "--shard-rows", "8"]
+    args = [str(onnx_model), str(many), "--out", str(out), "--batch-size", "4", "--shard-rows", "8", "--no-progress"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([*cmd, "--no-progress", "--threads", "1"], env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", EXTRACT_STALLING, *args, "--threads", "1"], env=env, stderr=subprocess.DEVNULL)
     journal = parts_dir(out) / "journal.jsonl"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 4:  # header + 3 shards
+        if journal.exists() and len(journal.read_text().splitlines()) >= 4:  # header + 3 shards: it now stalls
             break
         time.sleep(0.05)
+    assert proc.poll() is None, f"han-extract exited ({proc.returncode}) before its third shard"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not out.exists(), "the run finished before it could be killed"
-    assert subprocess.run([*cmd, "--resume", "--no-progress"], env=env, timeout=300).returncode == 0
+    assert not out.exists() and len(journal.read_text().splitlines()) == 4  # killed mid-run, 24 of 200 rows done
+    assert subprocess.run([sys.executable, "-c", EXTRACT, *args, "--resume"], env=env, timeout=300).returncode == 0
     z = load(out)
     errs = errors_of(out)
     assert sorted(z["rows"].tolist() + [e["row"] for e in errs]) == list(range(200))

@@ -12,9 +12,11 @@ import pytest
 import torch
 from _train_data import FAST_RECIPE, tiny_dataset, tiny_splits
 
+from han_deploy.contract.decode import DecodeError, read_image
+from han_deploy.contract.preprocess import preprocess
 from han_deploy.data.records import DatasetSplits, Record
 from han_deploy.model import create_model, load_checkpoint, read_checkpoint_header
-from han_deploy.train import ImageReadError, TrainConfig, Trainer, extract_embeddings, han_losses, read_image
+from han_deploy.train import TrainConfig, Trainer, extract_embeddings, han_losses
 from han_deploy.train.cli import main as train_main
 from han_deploy.train.state import load_state
 from han_deploy.train.trainer import relabel_subset
@@ -64,8 +66,6 @@ def test_loss_falls_when_overfitting_one_small_batch(tmp_path_factory: pytest.Te
     recs += [[r for r in splits.train if r.pid == pid][1] for pid in range(4)]
     torch.manual_seed(0)
     model = create_model("small", num_classes=4).train()
-    from han_deploy.runtime.preprocess import preprocess
-
     x = torch.from_numpy(preprocess([read_image(r.path) for r in recs], model.cfg.preprocess))
     y = torch.tensor([r.pid for r in recs])
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -138,9 +138,9 @@ def test_corrupt_and_missing_images_are_reported_by_path_and_skipped(
     assert str(corrupt) in caplog.text and str(missing) in caplog.text
     assert result.last_entry["skipped_images"] == 2  # batch 13 over 52 images: no image is dropped by drop_last
     assert result.last_entry["images"] == 50
-    with pytest.raises(ImageReadError, match="not found: .*0002_c1s1"):
+    with pytest.raises(DecodeError, match="0002_c1s1.*no such file"):
         read_image(missing)
-    with pytest.raises(ImageReadError, match="cannot decode.*0001_c1s1"):
+    with pytest.raises(DecodeError, match="0001_c1s1.*corrupt JPEG"):
         read_image(corrupt)
 
 
@@ -156,7 +156,7 @@ def test_extract_embeddings_from_paths_and_arrays(tmp_path_factory: pytest.TempP
     np.testing.assert_allclose(from_paths, from_arrays, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(from_paths[:, :512], axis=1), 1.0, rtol=1e-5)
     assert extract_embeddings(model, []).shape == (0, 1024)
-    with pytest.raises(ImageReadError, match="nope.jpg"):
+    with pytest.raises(DecodeError, match="nope.jpg"):
         extract_embeddings(model, [paths[0], Path("/nonexistent/nope.jpg")])
 
 

@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 from _train_data import FAST_RECIPE, tiny_dataset, tiny_splits
 
+from han_deploy.contract.decode import read_image
+from han_deploy.contract.preprocess import preprocess
 from han_deploy.data.records import DatasetSplits, Record
 from han_deploy.data.validation import carve_validation
 from han_deploy.model import create_model
-from han_deploy.runtime.preprocess import preprocess
-from han_deploy.train import TrainConfig, Trainer, read_image
+from han_deploy.train import TrainConfig, Trainer
 from han_deploy.train.augment import BatchAugment
 from han_deploy.train.cli import config_from_args, parse_args
 from han_deploy.train.memory_cache import ImageCache

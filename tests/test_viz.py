@@ -114,7 +114,7 @@ def test_attention_pictures_are_valid_pngs_of_the_expected_size(small_model: tor
     bad.write_bytes(b"not an image")
     written, failures = render_attention(small_model, [paths[0], bad, paths[1]], tmp_path / "out", scale=2)
     assert [p.name for p in written] == ["a_attention.png", "b_attention.png"]
-    assert [p for p, _ in failures] == [bad] and "cannot decode" in failures[0][1]
+    assert [p for p, _ in failures] == [bad] and "not a decodable image" in failures[0][1]
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)

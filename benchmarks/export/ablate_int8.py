@@ -23,10 +23,10 @@ def main() -> None:
     import onnx
     import torch
 
+    from han_deploy.contract.preprocess import preprocess
     from han_deploy.export import calibration, parity, quantize
     from han_deploy.export.onnx_export import export_onnx
     from han_deploy.model import create_model, load_checkpoint
-    from han_deploy.runtime.preprocess import preprocess
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, help="trained weights (without: fresh weights, numbers say little)")

@@ -33,10 +33,10 @@ import cv2
 import numpy as np
 
 from han_deploy.bench.machine import load_snapshot, machine_record
+from han_deploy.contract.decode import read_image
+from han_deploy.contract.preprocess import normalize_batch, resize_crop
 from han_deploy.runtime.backends import load_backend
-from han_deploy.runtime.decode import read_image
 from han_deploy.runtime.extractor import Extractor, Unit, image_units
-from han_deploy.runtime.preprocess import normalize_batch, resize_crop
 
 _XYWH = [(40, 100, 90, 250), (200, 80, 110, 300), (420, 150, 80, 220), (600, 60, 120, 360)]
 _XYWH += [(800, 200, 70, 200), (950, 90, 100, 320), (1100, 300, 90, 260), (300, 400, 100, 300)]

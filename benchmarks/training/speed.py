@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 
 from han_deploy.config import PreprocessConfig
+from han_deploy.contract.decode import read_image
+from han_deploy.contract.preprocess import preprocess
 from han_deploy.model import create_model
-from han_deploy.runtime.preprocess import preprocess
 from han_deploy.train.augment import BatchAugment
-from han_deploy.train.dataset import read_image
 from han_deploy.train.memory_cache import ImageCache
 
 Step = Callable[[], None]

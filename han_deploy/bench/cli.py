@@ -26,9 +26,7 @@ ENGINE_KINDS = "an ONNX file (.onnx), a TensorRT engine (.engine/.plan/.trt) or 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models import VARIANTS
-    from .runners import BACKENDS, COMPILE_MODES, PRECISIONS
-
+    """The ``han-bench`` parser: what to measure (``--flops`` / ``--variant`` / ``--engine``) and the latency options."""
     p = argparse.ArgumentParser(
         prog="han-bench",
         description="FLOPs/params of HAN against the paper's budgets, and latency/throughput/peak memory per backend, "
@@ -36,6 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::", 1)[1],
     )
+    _add_mode_args(p)
+    g = p.add_argument_group("latency benchmark (--variant / --engine)")
+    _add_workload_args(g)
+    _add_timing_args(g)
+    _add_runtime_args(g)
+    _add_output_args(g)
+    return p
+
+
+def _add_mode_args(p: argparse.ArgumentParser) -> None:
+    """``--flops`` / ``--variant`` / ``--engine`` (one of them), and the ``--json`` / ``--rows`` output options."""
+    from .models import VARIANTS
+
     what = p.add_mutually_exclusive_group()
     what.add_argument(
         "--flops",
@@ -57,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--rows", default=",".join(ROWS), help=f"with --flops: comma-separated rows (default: all of {', '.join(ROWS)})"
     )
 
-    g = p.add_argument_group("latency benchmark (--variant / --engine)")
+
+def _add_workload_args(g: argparse._ArgumentGroup) -> None:
+    """What each latency case runs: backends, precisions, block type and batch sizes."""
+    from .runners import BACKENDS, PRECISIONS
+
     g.add_argument(
         "--backend",
         type=choice_list(BACKENDS, "backend"),
@@ -75,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--batch", type=positive_int_list("batch sizes"), default=[1, 8, 32], help="comma-separated batch sizes (default 1,8,32)"
     )
+
+
+def _add_timing_args(g: argparse._ArgumentGroup) -> None:
+    """How each case is timed: warm-up, iterations or duration, repeats and the noise flag."""
     g.add_argument(
         "--warmup", type=positive_number(int, "--warmup", allow_zero=True), default=10, help="untimed calls first (default 10)"
     )
@@ -92,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.10,
         help="flag a result NOISY when (max - min) / median of the repeat medians exceeds this (default 0.10)",
     )
+
+
+def _add_runtime_args(g: argparse._ArgumentGroup) -> None:
+    """How the backends run: threads, device, PyTorch memory format and compile mode, spinning, INT8 calibration."""
+    from .runners import COMPILE_MODES
+
     g.add_argument(
         "--threads",
         type=positive_number(int, "--threads"),
@@ -123,10 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help="synthetic crops for INT8 calibration (default 64)",
     )
+
+
+def _add_output_args(g: argparse._ArgumentGroup) -> None:
+    """What else a latency run measures or writes: the GEMM peak, a plot, the on-the-fly exports."""
     g.add_argument("--peak", action="store_true", help="also measure the machine's FP32/INT8 GEMM peak and report efficiency")
     g.add_argument("--plot", metavar="OUT.png", type=Path, help="write a PNG of latency and throughput against batch size")
     g.add_argument("--workdir", type=Path, help="keep on-the-fly exports here (default: a temporary folder)")
-    return p
 
 
 def flops_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -205,14 +205,18 @@ class MobileNetV2ReID(nn.Module):
 
 def create_comparator(
     name: str,
-    input_size: tuple[int, int] = (160, 64),
+    input_size: tuple[int, int] | None = None,
     embed_dim: int | None = None,
     num_classes: int = 0,
     **options: Any,
 ) -> nn.Module:
-    """``create_comparator("resnet50")`` or ``("mobilenetv2")``; ``options`` go to the network (e.g. ``last_stride=1``)."""
-    h, w = input_size
-    pre = dataclasses.replace(PreprocessConfig(), input_size=(int(h), int(w)))
+    """``create_comparator("resnet50")`` or ``("mobilenetv2")``; ``options`` go to the network (e.g. ``last_stride=1``).
+
+    ``input_size`` (H, W) defaults to HAN's preprocessing contract (:class:`PreprocessConfig`).
+    """
+    pre = PreprocessConfig()
+    if input_size is not None:
+        pre = dataclasses.replace(pre, input_size=(int(input_size[0]), int(input_size[1])))
     if name == "resnet50":
         cfg = ComparatorConfig(name, 2048, embed_dim, num_classes, pre, tuple(sorted(options.items())))
         return ResNet50ReID(cfg, **options)

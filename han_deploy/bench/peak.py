@@ -39,7 +39,7 @@ def _best_rate(fn: Callable[[], Any], flops: float, warmup: int, repeats: int) -
 def _ort_matmul_session(size: int, threads: int | None, integer: bool) -> Any:
     from onnx import TensorProto, helper
 
-    from .runners import cpu_session
+    from ..runtime.backends.onnxruntime_backend import create_session
 
     if integer:
         a = helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size])
@@ -54,7 +54,7 @@ def _ort_matmul_session(size: int, threads: int | None, integer: bool) -> Any:
     graph = helper.make_graph([node], "gemm_peak", [a, b], [y])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = min(proto.ir_version, 9)
-    return cpu_session(proto.SerializeToString(), threads)
+    return create_session(proto.SerializeToString(), threads=threads, spinning=False)
 
 
 def measure_gemm_peaks(

@@ -88,10 +88,10 @@ def profile_onnxruntime(
     The session uses the benchmark's settings (``threads`` intra-op threads, no spinning, all graph optimisations),
     so the profile is of the graph that was timed.
     """
-    from .runners import cpu_session
+    from ..runtime.backends.onnxruntime_backend import create_session
 
     with tempfile.TemporaryDirectory(prefix="han-prof-") as tmp:
-        sess = cpu_session(str(path), threads, profile_prefix=str(Path(tmp) / "ort"))
+        sess = create_session(path, threads=threads, spinning=False, profile_prefix=str(Path(tmp) / "ort"))
         inp = sess.get_inputs()[0]
         h, w = inp.shape[2], inp.shape[3]
         x = np.random.default_rng(0).standard_normal((batch, 3, h, w), dtype=np.float32)
@@ -115,14 +115,12 @@ def profile_onnxruntime(
     }
 
 
-def profile_torch(
-    model: Any, batch: int, runs: int = 5, warmup: int = 2, input_size: tuple[int, int] = (160, 64)
-) -> dict[str, Any]:
+def profile_torch(model: Any, batch: int, runs: int = 5, warmup: int = 2) -> dict[str, Any]:
     """Self CPU time per ATen operator over ``runs`` eager forwards (after ``warmup``), in eval / inference mode."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    x = torch.randn(batch, 3, *input_size)
+    x = torch.randn(batch, 3, *model.cfg.preprocess.input_size)
     model = model.eval()
     with torch.inference_mode():
         for _ in range(warmup):

@@ -31,26 +31,6 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 UNVERIFIED_CUDA = "CUDA path written against the PyTorch 2.x API, untested here (no GPU in this task)"
 
 
-def cpu_session(
-    path_or_bytes: str | bytes, threads: int | None, spinning: bool = False, profile_prefix: str | None = None
-) -> Any:
-    """A CPU ONNX Runtime session with the benchmark's settings, for ONNX that is not a han-deploy artifact
-    (comparators, the GEMM peak, profiling runs): ``threads`` intra-op threads (None: ORT's default), one
-    inter-op thread, ``session.intra_op.allow_spinning`` per ``spinning``, all graph optimisations."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if profile_prefix:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(path_or_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 class Skipped(RuntimeError):
     """This runner cannot run here; ``str(exc)`` is the reason the report shows."""
 
@@ -62,7 +42,7 @@ class Runner:
     backend: str = "?"
     precision: str = "fp32"
     device: str = "cpu"
-    input_size: tuple[int, int] = (160, 64)
+    input_size: tuple[int, int]  # (H, W) from the model's contract: each runner sets it
     verified: bool = True
     note: str = ""
 
@@ -137,7 +117,9 @@ class TorchRunner(Runner):
         if compile and device == "cpu":
             self.note = "torch.compile (inductor) on CPU"
         pre = getattr(getattr(model, "cfg", None), "preprocess", None)
-        self.input_size = tuple(pre.input_size) if pre is not None else (160, 64)
+        if pre is None:
+            raise ValueError(f"{label}: the model has no cfg.preprocess (its contract), so its input size is unknown")
+        self.input_size = (int(pre.input_size[0]), int(pre.input_size[1]))
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
@@ -231,7 +213,9 @@ class ForeignOnnxRunner(Runner):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX file not found: {self.path}")
-        self.session = cpu_session(str(self.path), threads, spinning)
+        from ..runtime.backends.onnxruntime_backend import create_session
+
+        self.session = create_session(self.path, threads=threads, spinning=spinning)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         dims = inp.shape[2:]

@@ -7,6 +7,8 @@ backpacks and long hair from behind, a narrow body with a walking stride from th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -79,18 +81,31 @@ def _upper_texture(ident: Identity, h: int, w: int, top: float, mid: float, u: f
     return base
 
 
-def draw_person(
-    ident: Identity, view: int, height: int, width: int, cx: float, top: float, u: float, phase: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render ``ident`` seen from ``view`` into a (height, width) layer: person ``u`` px tall, head top at ``top``.
+@dataclass(frozen=True)
+class _Pose:
+    """Where the figure's body lines fall (pixels), shared by every drawing step of one ``draw_person`` call."""
 
-    ``phase`` is the walking phase in radians (stride and arm swing). Returns (BGR uint8 layer, uint8 alpha).
-    Side-left is the mirror image of side-right.
-    """
-    if view == SIDE_LEFT:
-        img, mask = draw_person(ident, SIDE_RIGHT, height, width, width - 1 - cx, top, u, phase)
-        return np.ascontiguousarray(img[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
-    cv = _Canvas(height, width)
+    view: int
+    side: bool
+    cx: float
+    top: float
+    u: float
+    hr: float  # head radius
+    sy: float  # shoulder line
+    hy: float  # hip line
+    fy: float  # sole
+    ky: float  # knees
+    sw: float  # half shoulder width (half depth from the side)
+    hw: float  # half hip width
+    aw: float  # arm width
+    leg_top: float
+    leg_bottom: float
+    bag_side: int  # the view's side of a bag: a bag on the right hip is on the left seen from behind
+    swing: float  # sin of the walking phase (stride and arm swing)
+
+
+def _pose(ident: Identity, view: int, cx: float, top: float, u: float, phase: float) -> _Pose:
+    """The body lines of ``ident`` seen from ``view`` (not side-left), computed once for every drawing step."""
     side = view == SIDE_RIGHT
     hr = 0.062 * u * ident.head_scale  # head radius
     sy = top + 2 * hr + 0.03 * u  # shoulder line
@@ -101,21 +116,46 @@ def draw_person(
     hw = (0.065 if side else 0.105) * u * ident.hip_build
     aw = 0.06 * u * ident.build  # arm width
     leg_top, leg_bottom = (hw * 1.25 if side else hw * 1.15), 0.07 * u
-    skin, lower = ident.skin, ident.lower
     # bags and straps mirror with the view: a bag on the right hip is on the left seen from behind
     bag_side = -ident.bag_side if view == BACK else ident.bag_side
-    dark_bag = _shade(ident.bag_color, 0.7)
+    swing = np.sin(phase)
+    return _Pose(
+        view=view,
+        side=side,
+        cx=cx,
+        top=top,
+        u=u,
+        hr=hr,
+        sy=sy,
+        hy=hy,
+        fy=fy,
+        ky=ky,
+        sw=sw,
+        hw=hw,
+        aw=aw,
+        leg_top=leg_top,
+        leg_bottom=leg_bottom,
+        bag_side=bag_side,
+        swing=swing,
+    )
 
-    # --- behind the body
-    if ident.hair_length == "long" and view != BACK:
+
+def _draw_behind(cv: _Canvas, ident: Identity, b: _Pose) -> None:
+    """What the body hides partly: long hair (not from behind), a backpack seen from the side."""
+    side, cx, top, u, hr, sy, hy, sw = b.side, b.cx, b.top, b.u, b.hr, b.sy, b.hy, b.sw
+    if ident.hair_length == "long" and b.view != BACK:
         cv.trap(cx - (hr * 0.5 if side else 0.0), top + hr, hr, sy + 0.1 * u, hr * 1.1, ident.hair)
     if side and ident.bag == "backpack":
         bs = ident.bag_size
         cv.rect(cx - sw - 0.1 * u * bs, sy + 0.02 * u, cx - sw + 0.01 * u, hy - 0.04 * u, ident.bag_color)
 
-    # --- legs (trousers, or skin under shorts and skirts) and shoes
-    swing = np.sin(phase)
-    stride = (0.13 if side else 0.015) * u * swing
+
+def _draw_legs(cv: _Canvas, ident: Identity, b: _Pose) -> None:
+    """Legs (trousers, or skin under shorts and skirts) with their shoes, then the pelvis (and skirt) over them."""
+    side, cx, u, hy, fy, ky, hw = b.side, b.cx, b.u, b.hy, b.fy, b.ky, b.hw
+    leg_top, leg_bottom = b.leg_top, b.leg_bottom
+    skin, lower = ident.skin, ident.lower
+    stride = (0.13 if side else 0.015) * u * b.swing
     legs = []
     for s in (-1.0, 1.0):
         hip = np.array([cx + (0 if side else s * hw * 0.5), hy])
@@ -137,24 +177,26 @@ def draw_person(
     if ident.lower_kind == "skirt":
         cv.trap(cx, hy - 0.02 * u, hw * 1.05, ky + 0.02 * u, hw * 1.7, lower)
 
-    # --- far arm (side view), drawn before the torso
-    def arm(shoulder: np.ndarray, angle: float, color_sleeve: Color) -> None:
-        rot = np.array([np.sin(angle), np.cos(angle)])
-        elbow = shoulder + rot * 0.17 * u
-        wrist = elbow + np.array([np.sin(angle * 1.4), np.cos(angle * 1.4)]) * 0.16 * u
-        cv.limb(shoulder, elbow, aw, aw * 0.85, color_sleeve)
-        cv.limb(elbow, wrist, aw * 0.85, aw * 0.7, color_sleeve if ident.long_sleeves else skin)
-        cv.ellipse((wrist[0], wrist[1] + aw * 0.3), (aw * 0.4, aw * 0.5), skin)
-        if ident.bag == "handbag" and (side or np.sign(shoulder[0] - cx) == bag_side):
-            bs = ident.bag_size
-            x0, y0 = wrist[0] - 0.05 * u * bs, wrist[1] + aw * 0.5
-            cv.rect(x0, y0, x0 + 0.1 * u * bs, y0 + 0.08 * u * bs, ident.bag_color)
 
-    if side:
-        arm(np.array([cx - sw * 0.2, sy + aw * 0.4]), -0.45 * swing, _shade(ident.upper, 0.8))
+def _draw_arm(cv: _Canvas, ident: Identity, b: _Pose, shoulder: np.ndarray, angle: float, color_sleeve: Color) -> None:
+    """One arm from ``shoulder``, swung by ``angle`` radians, with its hand and (on the bag's side) a handbag."""
+    u, aw, skin = b.u, b.aw, ident.skin
+    rot = np.array([np.sin(angle), np.cos(angle)])
+    elbow = shoulder + rot * 0.17 * u
+    wrist = elbow + np.array([np.sin(angle * 1.4), np.cos(angle * 1.4)]) * 0.16 * u
+    cv.limb(shoulder, elbow, aw, aw * 0.85, color_sleeve)
+    cv.limb(elbow, wrist, aw * 0.85, aw * 0.7, color_sleeve if ident.long_sleeves else skin)
+    cv.ellipse((wrist[0], wrist[1] + aw * 0.3), (aw * 0.4, aw * 0.5), skin)
+    if ident.bag == "handbag" and (b.side or np.sign(shoulder[0] - b.cx) == b.bag_side):
+        bs = ident.bag_size
+        x0, y0 = wrist[0] - 0.05 * u * bs, wrist[1] + aw * 0.5
+        cv.rect(x0, y0, x0 + 0.1 * u * bs, y0 + 0.08 * u * bs, ident.bag_color)
 
-    # --- torso, in the upper garment's fabric
-    torso = _Canvas(height, width)
+
+def _draw_torso(cv: _Canvas, ident: Identity, b: _Pose) -> None:
+    """The torso in the upper garment's fabric (drawn as a mask first, then filled), then an open jacket's front."""
+    side, cx, u, sy, hy, sw, hw, aw = b.side, b.cx, b.u, b.sy, b.hy, b.sw, b.hw, b.aw
+    torso = _Canvas(*cv.mask.shape)
     if side:
         torso.trap(cx, sy, sw, hy + 0.03 * u, sw, (255,) * 3)
         torso.ellipse((cx, sy + aw * 0.3), (sw, aw * 0.6), (255,) * 3)
@@ -168,8 +210,13 @@ def draw_person(
     sel = troi > 0
     roi[sel] = fabric[sel]
     np.maximum(cv.mask, torso.mask, out=cv.mask)
-    if view == FRONT and ident.upper_pattern == "open_jacket":
+    if b.view == FRONT and ident.upper_pattern == "open_jacket":
         cv.trap(cx, sy, sw * 0.3, hy + 0.03 * u, hw * 0.35, ident.upper2)
+
+
+def _draw_print(cv: _Canvas, ident: Identity, b: _Pose) -> None:
+    """The chest logo (front view) or back print (back view), where the identity has one."""
+    view, cx, sy, sw, u = b.view, b.cx, b.sy, b.sw, b.u
     prints_here = (view == FRONT and ident.upper_pattern == "logo") or (view == BACK and ident.back_print)
     if prints_here:
         lx, ly, ls = cx, sy + 0.1 * u, 0.045 * u
@@ -182,7 +229,12 @@ def draw_person(
         else:
             cv.trap(cx, ly - ls * 0.5, sw, ly + ls * 0.5, sw * 0.97, ident.logo)
 
-    # --- bags and straps over the torso
+
+def _draw_bags(cv: _Canvas, ident: Identity, b: _Pose) -> None:
+    """A backpack (its straps from the front) or a shoulder bag and its strap, over the torso."""
+    view, side, cx, u, sy, hy, sw, hw, aw = b.view, b.side, b.cx, b.u, b.sy, b.hy, b.sw, b.hw, b.aw
+    bag_side = b.bag_side
+    dark_bag = _shade(ident.bag_color, 0.7)
     if ident.bag == "backpack":
         bs = ident.bag_size
         if view == BACK:
@@ -206,14 +258,23 @@ def draw_person(
         bw2, bh2 = 0.05 * u * bs, 0.04 * u * bs
         cv.trap(bx, by - bh2, bw2, by + bh2, bw2, ident.bag_color)
 
-    # --- arms over the torso
-    if side:
-        arm(np.array([cx + sw * 0.1, sy + aw * 0.4]), 0.45 * swing, ident.upper)
+
+def _draw_near_arms(cv: _Canvas, ident: Identity, b: _Pose) -> None:
+    """The arms drawn over the torso: the near arm from the side, both arms from the front or back."""
+    cx, sy, sw, aw, swing = b.cx, b.sy, b.sw, b.aw, b.swing
+    if b.side:
+        _draw_arm(cv, ident, b, np.array([cx + sw * 0.1, sy + aw * 0.4]), 0.45 * swing, ident.upper)
     else:
         for s in (-1, 1):
-            arm(np.array([cx + s * (sw - aw * 0.45), sy + aw * 0.45]), -s * 0.07 - 0.04 * swing * s, ident.upper)
+            _draw_arm(
+                cv, ident, b, np.array([cx + s * (sw - aw * 0.45), sy + aw * 0.45]), -s * 0.07 - 0.04 * swing * s, ident.upper
+            )
 
-    # --- neck, head, hair, hat
+
+def _draw_head(cv: _Canvas, ident: Identity, b: _Pose) -> None:
+    """Neck, head (hair from behind, face and hair otherwise) and hat."""
+    view, side, cx, top, u, hr, sy = b.view, b.side, b.cx, b.top, b.u, b.hr, b.sy
+    skin = ident.skin
     cv.trap(cx, top + 1.6 * hr, hr * 0.35, sy + 0.01 * u, hr * 0.4, _shade(skin, 0.9))  # neck
     hair_shift = -hr * 0.18 if side else 0.0
     if view == BACK:
@@ -232,4 +293,28 @@ def draw_person(
         cv.ellipse((cx + hair_shift * 0.5, top + hr * 0.8), (hr * 0.98, hr * 0.85), ident.hat, 180, 360)
         brim = cx + (hr * 0.35 if side else 0.0)
         cv.line((brim - hr * 1.05, top + hr * 0.8), (brim + hr * 1.05, top + hr * 0.8), hr * 0.18, _shade(ident.hat, 0.8))
+
+
+def draw_person(
+    ident: Identity, view: int, height: int, width: int, cx: float, top: float, u: float, phase: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``ident`` seen from ``view`` into a (height, width) layer: person ``u`` px tall, head top at ``top``.
+
+    ``phase`` is the walking phase in radians (stride and arm swing). Returns (BGR uint8 layer, uint8 alpha).
+    Side-left is the mirror image of side-right.
+    """
+    if view == SIDE_LEFT:
+        img, mask = draw_person(ident, SIDE_RIGHT, height, width, width - 1 - cx, top, u, phase)
+        return np.ascontiguousarray(img[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+    cv = _Canvas(height, width)
+    b = _pose(ident, view, cx, top, u, phase)
+    _draw_behind(cv, ident, b)
+    _draw_legs(cv, ident, b)
+    if b.side:  # the far arm, drawn before the torso
+        _draw_arm(cv, ident, b, np.array([cx - b.sw * 0.2, b.sy + b.aw * 0.4]), -0.45 * b.swing, _shade(ident.upper, 0.8))
+    _draw_torso(cv, ident, b)
+    _draw_print(cv, ident, b)
+    _draw_bags(cv, ident, b)
+    _draw_near_arms(cv, ident, b)
+    _draw_head(cv, ident, b)
     return cv.img, cv.mask

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ..contract.decode import read_image
 from ..data.records import Record
 
 BASELINE_SIZE = (128, 48)  # (height, width) the crops are resized to before the histograms
@@ -22,23 +23,15 @@ MIN_SATURATION, MIN_VALUE = 60, 40  # OpenCV 8-bit HSV: below either, a pixel co
 STRIPE_DIM = HUE_BINS * SAT_BINS * VAL_BINS + GREY_BINS
 
 
-def _load(image: np.ndarray | str | os.PathLike[str]) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        return image
-    img = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot read image {os.fspath(image)!r} (missing or corrupt)")
-    return img
-
-
 def color_histogram_feature(image: np.ndarray | str | os.PathLike[str], stripes: int = NUM_STRIPES) -> np.ndarray:
     """One crop (BGR uint8 array or image path) -> L2-normalised float32 vector of stripes x STRIPE_DIM.
 
     Each horizontal stripe gets a joint hue x saturation x value histogram of its chromatic pixels
     plus a value histogram of its achromatic ones (black, grey, white clothes); the square root of
     the frequencies (Hellinger mapping) tempers the dominant colour before the final L2 normalisation.
+    A path is decoded by :func:`~han_deploy.contract.decode.read_image` (a ``DecodeError`` names a bad file).
     """
-    img = _load(image)
+    img = image if isinstance(image, np.ndarray) else read_image(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) == 0:
         raise ValueError(f"expected a non-empty BGR uint8 image, got shape {img.shape} dtype {img.dtype}")
     h, w = BASELINE_SIZE

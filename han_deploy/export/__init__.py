@@ -5,7 +5,7 @@ modules (``fp16``, ``quantize``, ``calibration``, ``graph_checks``, ``parity``, 
 ``manifest``, ``deepstream``). See docs/export.md.
 """
 
-from .exporter import ExportError, ExportOptions, run_export
+from .exporter import ExportError, ExportOptions, RefusedArtifactsError, run_export
 from .fp16 import convert_fp16
 from .onnx_export import MIN_OPSET, export_onnx
 from .parity import ParityGateError
@@ -16,6 +16,7 @@ __all__ = [
     "ExportError",
     "ExportOptions",
     "ParityGateError",
+    "RefusedArtifactsError",
     "convert_fp16",
     "export_onnx",
     "quantize_int8",

@@ -2,7 +2,8 @@
 
 Crops come from a folder (``--calib-data DIR``; the target cameras' crops calibrate best) or from
 the project's synthetic generator (``--calib-data synthetic``, or a loud warning when none is given). Either way they go through
-:func:`han_deploy.runtime.preprocess.preprocess`, the one implementation the runtime uses.
+:func:`han_deploy.contract.preprocess.preprocess`, the one implementation the runtime uses; files are decoded by
+:func:`han_deploy.contract.decode.read_image`, as the runtime decodes them.
 """
 
 from __future__ import annotations
@@ -15,46 +16,37 @@ from pathlib import Path
 import numpy as np
 
 from ..config import INPUT_NAME, PreprocessConfig
-from ..runtime.preprocess import preprocess
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from ..contract.decode import IMAGE_SUFFIXES, DecodeError, image_files, read_image
+from ..contract.preprocess import preprocess
 
 
 class CalibrationDataError(ValueError):
     """The calibration source cannot provide crops (missing, empty or unreadable)."""
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted so every run sees the same order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CalibrationDataError(f"calibration folder not found or not a directory: {folder}")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
 SYNTHETIC = "synthetic"  # --calib-data synthetic: calibrate on the generator's people, asked for explicitly
 
 
 def _read_crops(paths: Sequence[Path], folder: str | os.PathLike[str]) -> list[np.ndarray]:
-    """BGR images at ``paths``; unreadable files are skipped with a warning, none readable is an error."""
-    import cv2
-
+    """BGR images at ``paths``; unreadable files are skipped with a warning naming each, none readable is an error."""
     crops, bad = [], []
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
-            bad.append(path.name)
-        else:
-            crops.append(image)
+        try:
+            crops.append(read_image(path))
+        except DecodeError as exc:
+            bad.append(str(exc))
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable calibration image(s) in {folder}: {', '.join(bad[:5])}", stacklevel=3)
+        warnings.warn(f"skipped {len(bad)} unreadable calibration image(s) in {folder}: {'; '.join(bad[:5])}", stacklevel=3)
     if not crops:
         raise CalibrationDataError(f"no readable image in calibration folder {folder} ({len(bad)} unreadable)")
     return crops
 
 
 def _shuffled_images(folder: str | os.PathLike[str], seed: int) -> list[Path]:
-    paths = list_images(folder)
+    """Every image file under ``folder`` (recursive) in a seeded random order."""
+    if not Path(folder).is_dir():
+        raise CalibrationDataError(f"calibration folder not found or not a directory: {folder}")
+    paths = image_files(folder, recursive=True)
     if not paths:
         raise CalibrationDataError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return [paths[i] for i in np.random.default_rng(seed).permutation(len(paths))]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..cli_args import choice_list
 from . import calibration, parity, quantize
-from .exporter import PRECISIONS, TARGETS, ExportError, ExportOptions, run_export
+from .exporter import PRECISIONS, TARGETS, ExportError, ExportOptions, RefusedArtifactsError, run_export
 
 
 def _calib_source(value: str) -> Path | str:
@@ -25,10 +25,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="han-export",
         description="Export a HAN re-id model to ONNX (FP32, FP16, INT8 Q/DQ for TensorRT and for the ONNX Runtime CPU), "
         "optionally TensorRT engines and Triton / DeepStream recipes. Every artifact passes a parity gate against "
-        "PyTorch; a failed gate exits with status 1 and leaves no file behind (2: bad input, 3: a step crashed). "
-        "See docs/export.md.",
+        "PyTorch. Exit status: 0 all passed; 1 a gate failed (the artifacts that passed are written and the failed ones "
+        "refused, named in the output and the manifest; nothing is written when FP32 fails or with --strict); 2 bad "
+        "input; 3 a step crashed. See docs/export.md.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _add_model_args(p)
+    _add_int8_args(p)
+    _add_tensorrt_args(p)
+    _add_gate_and_output_args(p)
+    return p
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="medium", help="model variant: small, medium or large (han_* names work too)")
     p.add_argument(
         "--checkpoint",
@@ -43,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="comma list of fp32, fp16, int8 (int8 writes both INT8 flavours); FP32 is always written",
     )
+    p.add_argument("--fp16-io", action="store_true", help="model.fp16.onnx takes and returns float16 (default: float32 I/O)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16: GridSample)")
+    p.add_argument(
+        "--simplify", action=argparse.BooleanOptionalAction, default=True, help="simplify the FP32 graph with onnxslim"
+    )
+
+
+def _add_int8_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--calib-data",
         type=_calib_source,
@@ -59,20 +76,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="when an INT8 flavour misses its target on calibration crops, keep up to N most harmful layers float (0: off)",
     )
+
+
+def _add_tensorrt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch", type=int, default=32, metavar="N", help="max batch of the dynamic TensorRT profile (and of the recipes)"
     )
     p.add_argument("--min-batch", type=int, default=1, metavar="N", help="min batch of the TensorRT profile")
     p.add_argument("--opt-batch", type=int, metavar="N", help="batch TensorRT optimises for (default: half of --batch)")
-    p.add_argument("--fp16-io", action="store_true", help="model.fp16.onnx takes and returns float16 (default: float32 I/O)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16: GridSample)")
-    p.add_argument(
-        "--simplify", action=argparse.BooleanOptionalAction, default=True, help="simplify the FP32 graph with onnxslim"
-    )
     p.add_argument(
         "--engine", action="store_true", help="build TensorRT engines (needs TensorRT 10/11 and a GPU; unverified here)"
     )
     p.add_argument("--workspace", type=int, default=4096, metavar="MIB", help="TensorRT builder workspace in MiB")
+    p.add_argument(
+        "--timing-cache",
+        type=Path,
+        metavar="PATH",
+        help="where the TensorRT timing cache is loaded from and saved to, so later builds reuse tactic timings "
+        "(default: timing.cache inside the output folder)",
+    )
+
+
+def _add_gate_and_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-data",
         type=Path,
@@ -87,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="mAP points an INT8 artifact may lose against FP32 on --eval-data",
     )
     p.add_argument(
+        "--strict",
+        action="store_true",
+        help="all or nothing: any failed gate writes no artifact (for CI pipelines); default: write what passed",
+    )
+    p.add_argument(
         "--target",
         type=choice_list(TARGETS, "target"),
         default=(),
@@ -97,7 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for fresh weights and the calibration / gate crops")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    return p
 
 
 def _gate_lines(results: list[dict]) -> list[str]:
@@ -127,6 +156,8 @@ def _summary(data: dict) -> str:
         if kept:
             lines.append(f"  {a['file']}: kept float by the sensitivity pass: {', '.join(kept)}")
     lines += _gate_lines(data["parity"]["results"])
+    for name in data["parity"]["refused"]:
+        lines.append(f"  {name}: REFUSED (failed its gate, not written)")
     for e in data["engines"]:
         lines.append(f"  engine {e['file']}: {'built' if e['built'] else 'not built'}; trtexec: {e['trtexec']}")
     return "\n".join(lines)
@@ -160,16 +191,23 @@ def main(argv: list[str] | None = None) -> int:
         simplify=args.simplify,
         engine=args.engine,
         workspace=args.workspace,
+        timing_cache=args.timing_cache,
         fp16_io=args.fp16_io,
         eval_data=args.eval_data,
         max_map_drop=args.max_map_drop,
         targets=tuple(args.target),
         seed=args.seed,
         sensitivity_layers=args.sensitivity_layers,
+        strict=args.strict,
         progress=not args.quiet,
     )
     try:
         data = run_export(opts)
+    except RefusedArtifactsError as exc:
+        print(json.dumps(exc.manifest, indent=2) if args.json else _summary(exc.manifest))
+        refused = ", ".join(exc.manifest["parity"]["refused"])
+        print(f"han-export: {exc}\nrefused {refused}; wrote the rest and {Path(args.output) / 'manifest.json'}", file=sys.stderr)
+        return 1
     except parity.ParityGateError as exc:
         print("\n".join(_gate_lines([r.to_dict() for r in exc.results])), file=sys.stderr)
         print(f"han-export: {exc}\nnothing was written to {args.output}", file=sys.stderr)

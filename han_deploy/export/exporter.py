@@ -1,14 +1,17 @@
 """One export run: PyTorch -> FP32 / FP16 / INT8 ONNX (+ engines, recipes), gated, with a manifest.
 
 Everything is written into a staging folder inside the output folder and moved into place only
-after every artifact passed its gate, so a failed run leaves no half-written file behind. The gate
-compares on the user's crops (--eval-data, or --calib-data crops held apart from calibration) and
-falls back to synthetic crops only without either (docs/export.md "The parity gate").
+after the gate, so no half-written file is ever left behind. An artifact that fails its gate is
+refused (left out, named in the manifest) and the others are written; a failed FP32 gate, or
+``strict``, writes nothing (docs/export.md "When a gate fails"). The gate compares on the user's
+crops (--eval-data, or --calib-data crops held apart from calibration) and falls back to
+synthetic crops only without either (docs/export.md "The parity gate").
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -20,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import INPUT_NAME, OUTPUT_NAME, HANConfig
+from ..config import METADATA_KEY, HANConfig, contract_metadata
 from . import calibration, graph_checks, manifest, parity, quantize, sensitivity, tensorrt_build
 from .onnx_export import MIN_OPSET, export_onnx
 
@@ -67,6 +70,7 @@ class ExportOptions:
     simplify: bool = True
     engine: bool = False
     workspace: int = 4096  # MiB
+    timing_cache: Path | None = None  # TensorRT timing cache, loaded and saved back; None: OUTPUT/timing.cache
     fp16_io: bool = False  # FP16 model with float16 input/output instead of float32
     enforce_gate: bool | None = None  # reduced-precision thresholds: None = enforce iff --checkpoint (trained weights)
     eval_data: Path | None = None
@@ -74,6 +78,7 @@ class ExportOptions:
     targets: tuple[str, ...] = ()
     seed: int = 0
     sensitivity_layers: int = 4  # at most this many INT8 layers kept float when a flavour misses its target
+    strict: bool = False  # a failed gate writes nothing (default: write what passed, refuse what failed)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -152,7 +157,7 @@ class ExportData:
 
 def _select_data(opts: ExportOptions, cfg: HANConfig) -> ExportData:
     """Gate on --eval-data, else on crops of --calib-data held apart from calibration, else on synthetic crops."""
-    from ..runtime.preprocess import preprocess
+    from ..contract.preprocess import preprocess
 
     try:
         eval_split = parity.load_eval_split(opts.eval_data, cfg.preprocess) if opts.eval_data is not None else None
@@ -189,8 +194,17 @@ def _stage_dir(output: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=".han-export-", dir=output))
 
 
-def _publish(stage: Path, output: Path) -> None:
-    """Move every staged file or folder into ``output`` (replacing same-named ones)."""
+def _publish(stage: Path, output: Path, refused: list[str]) -> None:
+    """Move every staged file or folder into ``output`` (replacing same-named ones); drop stale refused artifacts.
+
+    A refused artifact left in ``output`` by an earlier export would sit beside a manifest that no longer
+    lists it, so it goes, with the engine built from it.
+    """
+    for name in refused:
+        (output / name).unlink(missing_ok=True)
+        precision = ONNX_FILES[name][0]
+        if ENGINE_SOURCES.get(precision) == name:
+            (output / f"model.{precision}.plan").unlink(missing_ok=True)
     for item in sorted(stage.iterdir()):
         dest = output / item.name
         if dest.is_dir() and not dest.is_symlink():
@@ -198,8 +212,21 @@ def _publish(stage: Path, output: Path) -> None:
         os.replace(item, dest)
 
 
+class RefusedArtifactsError(parity.ParityGateError):
+    """Reduced-precision artifacts failed their gate and were left out; ``manifest`` is what was written."""
+
+    def __init__(self, results: list[parity.ParityResult], written: dict[str, Any]) -> None:
+        super().__init__(results)
+        self.manifest = written
+
+
 def run_export(opts: ExportOptions) -> dict[str, Any]:
-    """Run the whole export; return the manifest dict. Raises :class:`ExportError` or :class:`parity.ParityGateError`."""
+    """Run the whole export; return the manifest dict.
+
+    Raises :class:`ExportError` on bad input and :class:`parity.ParityGateError` when nothing was written
+    (FP32 failed, or ``strict``); :class:`RefusedArtifactsError` when the artifacts that passed were written
+    and the ones that failed were refused.
+    """
     _check_options(opts)
     output = Path(opts.output)
     model, trained = load_model(opts)
@@ -211,11 +238,13 @@ def run_export(opts: ExportOptions) -> dict[str, Any]:
         raise ExportError(f"--calib-data: {exc}") from None
     stage = _stage_dir(output)
     try:
-        result = _export_into(stage, opts, model, trained, profile, data)
+        result, results = _export_into(stage, opts, model, trained, profile, data)
         manifest.write_manifest(stage / manifest.MANIFEST_NAME, result)
-        _publish(stage, output)
+        _publish(stage, output, result["parity"]["refused"])
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+    if result["parity"]["refused"]:
+        raise RefusedArtifactsError(results, result)
     return result
 
 
@@ -277,13 +306,51 @@ def _gate(
 
 def _export_into(
     stage: Path, opts: ExportOptions, model: Any, trained: bool, profile: tensorrt_build.BatchProfile, data: ExportData
-) -> dict[str, Any]:
-    import torch
-
+) -> tuple[dict[str, Any], list[parity.ParityResult]]:
+    """Write, gate and describe every artifact in ``stage``; the manifest dict and every gate result."""
     from ..model.flops import count_flops_torch
 
     cfg: HANConfig = model.cfg
     flops = count_flops_torch(model)
+    files, quant_reports = _write_onnx(stage, opts, model, flops, data)
+    enforce = trained if opts.enforce_gate is None else opts.enforce_gate
+    results = _run_gate(stage, files, opts, model, data, enforce)
+    refused = _refuse_failed(stage, results, opts.strict)
+    files = [name for name in files if name not in refused]
+    engines = _engines(stage, opts, profile, files)
+    artifacts = [_artifact_entry(stage, name, quant_reports) for name in files] + [e for e in engines if e["built"]]
+    recipes: dict[str, Any] = {}
+    if "deepstream" in opts.targets:
+        recipes["deepstream"] = _deepstream(stage, opts, model, files)
+    if "triton" in opts.targets:
+        recipes["triton"] = _triton(stage, opts, cfg, files, engines)
+    return {
+        "variant": cfg.variant,
+        "trained_weights": trained,
+        "checkpoint": str(opts.checkpoint) if opts.checkpoint else None,
+        "contract": json.loads(contract_metadata(cfg, opset=opts.opset, flops=flops)[METADATA_KEY]),
+        "flops": flops,
+        "versions": manifest.versions(),
+        "profile": profile.to_dict(),
+        "calibration": None
+        if data.calib is None
+        else {"source": data.calib_source, "size": len(data.calib), "method": opts.calib_method},
+        "artifacts": artifacts,
+        "engines": engines,
+        "parity": {
+            "inputs": data.gate_source,
+            "batches": list(parity.GATE_BATCHES),
+            "enforced_for_reduced_precision": enforce,
+            "results": [r.to_dict() for r in results],
+            "refused": refused,
+        },
+        "recipes": recipes,
+    }, results
+
+
+def _write_onnx(stage: Path, opts: ExportOptions, model: Any, flops: int, data: ExportData) -> tuple[list[str], dict[str, Any]]:
+    """FP32, then FP16 and both INT8 flavours as asked; the file names written and the INT8 quantization reports."""
+    cfg: HANConfig = model.cfg
     log.info("exporting han_%s to FP32 ONNX (opset %d)", cfg.variant, opts.opset)
     export_onnx(model, stage / "model.onnx", opset=opts.opset, simplify=opts.simplify, flops=flops, precision="fp32")
     files = ["model.onnx"]
@@ -297,11 +364,17 @@ def _export_into(
     if data.calib is not None:
         quant_reports = _quantize(stage, opts, cfg, data.calib)
         files += list(quant_reports)
+    return files, quant_reports
+
+
+def _run_gate(
+    stage: Path, files: list[str], opts: ExportOptions, model: Any, data: ExportData, enforce: bool
+) -> list[parity.ParityResult]:
+    """Every artifact against PyTorch on the gate crops, logged; failures of unenforced gates become warnings."""
+    from ..runtime.backends.torch_backend import TorchBackend
 
     log.info("parity gate: %d artifacts x batch %s on %s", len(files), "/".join(map(str, parity.GATE_BATCHES)), data.gate_source)
-    with torch.no_grad():
-        reference = model(torch.from_numpy(data.gate_inputs)).numpy()
-    enforce = trained if opts.enforce_gate is None else opts.enforce_gate
+    reference = TorchBackend.from_module(model).infer(data.gate_inputs)
     results = _gate(stage, files, opts, reference, data, enforce)
     for r in results:
         log.info(
@@ -310,21 +383,42 @@ def _export_into(
         )  # fmt: skip
         if r.failures and not r.enforced:
             warnings.warn(f"{r.artifact}: {'; '.join(r.failures)} (reported, not enforced)", stacklevel=2)
-    if not all(r.passed for r in results):
-        raise parity.ParityGateError(results)
+    return results
 
-    # engines (unverified: needs TensorRT and a GPU)
+
+def _refuse_failed(stage: Path, results: list[parity.ParityResult], strict: bool) -> list[str]:
+    """The artifacts that failed their gate, deleted from ``stage``; all-or-nothing when FP32 failed or ``strict``.
+
+    A failed FP32 gate means the export itself is wrong, so nothing derived from it is written either.
+    """
+    failed = [r.artifact for r in results if not r.passed]
+    if failed and (strict or "model.onnx" in failed):
+        raise parity.ParityGateError(results)
+    for name in failed:
+        (stage / name).unlink()
+        log.warning("%s failed its gate: refused, not written", name)
+    return failed
+
+
+def _engines(stage: Path, opts: ExportOptions, profile: tensorrt_build.BatchProfile, files: list[str]) -> list[dict[str, Any]]:
+    """One entry per precision whose ONNX was written, with its trtexec command; built when ``--engine`` (unverified here).
+
+    The timing cache is not staged: a cache, not an artifact, it is loaded and saved back in place (docs/export.md).
+    """
+    cache = Path(opts.timing_cache) if opts.timing_cache is not None else Path(opts.output) / "timing.cache"
+    trtexec_cache = cache.resolve() if opts.timing_cache is not None else cache.name  # trtexec runs in the output folder
     engines = []
-    cache = stage / "timing.cache"
     for precision in opts.precisions:
         source = ENGINE_SOURCES[precision]
+        if source not in files:
+            continue
         engine = f"model.{precision}.plan"
         entry: dict[str, Any] = {
             "file": engine,
             "precision": precision,
             "source": source,
             "profile": profile.to_dict(),
-            "trtexec": tensorrt_build.trtexec_command(source, engine, profile, opts.workspace, "timing.cache"),
+            "trtexec": tensorrt_build.trtexec_command(source, engine, profile, opts.workspace, trtexec_cache),
             "built": False,
         }
         if opts.engine:
@@ -332,62 +426,27 @@ def _export_into(
             tensorrt_build.build_engine(stage / source, stage / engine, profile, opts.workspace, cache)
             entry.update(manifest.file_entry(stage / engine), built=True, gpu=tensorrt_build.gpu_name())
         engines.append(entry)
-
-    artifacts = []
-    for name in files:
-        precision, kind, flavour = ONNX_FILES[name]
-        extra: dict[str, Any] = {"precision": precision, "gate": kind}
-        if flavour:
-            extra["int8_flavour"] = flavour
-            extra["quantization"] = quant_reports[name]
-        artifacts.append(manifest.file_entry(stage / name, **extra))
-    artifacts += [e for e in engines if e["built"]]
-
-    recipes: dict[str, Any] = {}
-    if "deepstream" in opts.targets:
-        recipes["deepstream"] = _deepstream(stage, opts, model)
-    if "triton" in opts.targets:
-        recipes["triton"] = _triton(stage, opts, cfg, files, engines)
-
-    return {
-        "variant": cfg.variant,
-        "trained_weights": trained,
-        "checkpoint": str(opts.checkpoint) if opts.checkpoint else None,
-        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 3, *cfg.preprocess.input_size]},
-        "output": {
-            "name": OUTPUT_NAME,
-            "dtype": "float32",
-            "shape": ["batch", cfg.embedding_dim],
-            "layout": cfg.embedding_layout,
-        },
-        "preprocess": cfg.to_dict()["preprocess"],
-        "flops": flops,
-        "opset": opts.opset,
-        "versions": manifest.versions(),
-        "profile": profile.to_dict(),
-        "calibration": None
-        if data.calib is None
-        else {"source": data.calib_source, "size": len(data.calib), "method": opts.calib_method},
-        "artifacts": artifacts,
-        "engines": engines,
-        "parity": {
-            "inputs": data.gate_source,
-            "batches": list(parity.GATE_BATCHES),
-            "enforced_for_reduced_precision": enforce,
-            "results": [r.to_dict() for r in results],
-        },
-        "recipes": recipes,
-    }
+    return engines
 
 
-def _deepstream(stage: Path, opts: ExportOptions, model: Any) -> dict[str, Any]:
+def _artifact_entry(stage: Path, name: str, quant_reports: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entry of one written ONNX file: size, sha256, precision, gate kind and INT8 report."""
+    precision, kind, flavour = ONNX_FILES[name]
+    extra: dict[str, Any] = {"precision": precision, "gate": kind}
+    if flavour:
+        extra["int8_flavour"] = flavour
+        extra["quantization"] = quant_reports[name]
+    return manifest.file_entry(stage / name, **extra)
+
+
+def _deepstream(stage: Path, opts: ExportOptions, model: Any, files: list[str]) -> dict[str, Any]:
     import torch
 
-    from ..runtime.preprocess import resize_crop
+    from ..contract.preprocess import resize_crop
     from . import deepstream
 
     cfg: HANConfig = model.cfg
-    precision = "fp16" if "fp16" in opts.precisions else "fp32"
+    precision = "fp16" if "model.fp16.onnx" in files else "fp32"
     onnx_file = "model.fp16.onnx" if precision == "fp16" else "model.onnx"
     text = deepstream.deepstream_reid_config(
         cfg, f"../{onnx_file}", f"../model.{precision}.plan", precision, batch_size=opts.batch

@@ -447,18 +447,13 @@ def qdq_summary(model: Any) -> dict[str, Any]:
 def optimized_graph(path: str | os.PathLike[str], level: str = "all") -> Any:
     """The graph ONNX Runtime's CPU provider actually runs (``SessionOptions.optimized_model_filepath``)."""
     import onnx
-    import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
+    from ..runtime.backends.onnxruntime_backend import create_session
+
     with tempfile.TemporaryDirectory(prefix="han-optimized-") as tmp:
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return onnx.load(opts.optimized_model_filepath)
+        optimized = Path(tmp) / "optimized.onnx"
+        create_session(path, optimization=level, optimized_model_path=optimized)
+        return onnx.load(str(optimized))
 
 
 def float_convs(model: Any) -> list[str]:

@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from ..config import INPUT_NAME
-
 GATE_BATCHES = (1, 7, 32)
 
 
@@ -94,26 +92,19 @@ GATE_SESSIONS = {"fp32": "ort-default", "fp16": "ort-default", "int8": "qdq-simu
 
 
 def ort_infer(
-    model: str | os.PathLike[str] | bytes, threads: int = 0, session: str = "ort-default"
+    model: str | os.PathLike[str], threads: int = 0, session: str = "ort-default"
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """A CPU ONNX Runtime session for ``model`` (path or serialized bytes) as a function batch -> embeddings.
+    """The runtime's ONNX Runtime backend on ``model`` as a function batch -> embeddings: the code path users run.
 
     ``session="qdq-simulated"`` runs the graph unoptimised, free of ONNX Runtime's x86 integer kernels
     (uint8 rewrite, 16-bit saturating sums on CPUs without VNNI): what TensorRT computes.
     """
-    import onnxruntime as ort
+    from ..runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     if session not in SESSIONS:
         raise ValueError(f"session must be one of {SESSIONS}, got {session!r}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3  # errors only
-    if session == "qdq-simulated":
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source = model if isinstance(model, bytes) else str(model)
-    sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
-    dtype = np.float16 if sess.get_inputs()[0].type == "tensor(float16)" else np.float32  # --fp16-io models
-    return lambda x: sess.run(None, {INPUT_NAME: np.ascontiguousarray(x, dtype=dtype)})[0].astype(np.float32)
+    optimization = "none" if session == "qdq-simulated" else "all"
+    return OnnxRuntimeBackend(model, device="cpu", threads=threads or None, optimization=optimization, quiet=True).infer
 
 
 def cosine_parity(
@@ -188,23 +179,16 @@ def retrieval_metrics(
 
 def load_eval_split(root: str | os.PathLike[str], pre: Any, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Preprocessed query and gallery arrays plus ids from a Market-1501-layout ``root``."""
-    import cv2
-
+    from ..contract.decode import read_image
+    from ..contract.preprocess import preprocess
     from ..data import build_dataset
-    from ..runtime.preprocess import preprocess
 
     splits = build_dataset("market_layout", root)
     if not splits.query or not splits.gallery:
         raise ValueError(f"evaluation data {root} has no query or gallery images")
 
     def read(records: Sequence[Any]) -> np.ndarray:
-        images = []
-        for rec in records:
-            image = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise ValueError(f"unreadable evaluation image {rec.path}")
-            images.append(image)
-        return preprocess(images, pre)
+        return preprocess([read_image(rec.path) for rec in records], pre)
 
     query, gallery = splits.query[:limit], splits.gallery
     ids = {

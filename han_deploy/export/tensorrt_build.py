@@ -7,21 +7,30 @@ not installable from PyPI there (docs/export.md). Tests that need it skip with t
 
 What it does: a strongly typed network (precision comes from the ONNX: FP16 weights, INT8 Q/DQ;
 TensorRT 11 is always strongly typed and ignores the flag), parsed by the ONNX parser, one
-optimisation profile min/opt/max over the batch axis, a timing cache loaded before and saved after
-every build (so later builds of other precisions reuse the measured tactics), and the serialised
-plan written via a temporary name. :func:`trtexec_command` gives the equivalent command line.
+optimisation profile min/opt/max over the batch axis, a timing cache loaded from a file before and
+saved back to it after every build (so later builds, of other precisions or in later exports, reuse
+the measured tactics), and the serialised plan written via a temporary name. The return values
+TensorRT reports failure through (``parse_from_file``, ``add_optimization_profile``,
+``create_timing_cache``, ``set_timing_cache``, ``build_serialized_network``) are checked.
+:func:`trtexec_command` gives the equivalent command line.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import INPUT_NAME
+
+if TYPE_CHECKING:  # the types only: the module itself is imported where a build needs it
+    import tensorrt
+
+log = logging.getLogger(__name__)
 
 
 def tensorrt_module() -> Any | None:
@@ -31,10 +40,10 @@ def tensorrt_module() -> Any | None:
     namespace package, so an ImportError test is not enough (docs/export.md).
     """
     try:
-        import tensorrt
+        import tensorrt as trt
     except ImportError:
         return None
-    return tensorrt if hasattr(tensorrt, "Builder") else None
+    return trt if hasattr(trt, "Builder") else None
 
 
 def gpu_name() -> str | None:
@@ -84,7 +93,10 @@ def trtexec_command(
     timing_cache: str | os.PathLike[str] | None = None,
     input_name: str = INPUT_NAME,
 ) -> str:
-    """The ``trtexec`` command line that builds the same engine as :func:`build_engine`."""
+    """The ``trtexec`` command line that builds the same engine as :func:`build_engine`.
+
+    The ONNX and engine appear by file name (run it in the output folder), the timing cache as given.
+    """
 
     def dims(batch: int) -> str:
         return f"{input_name}:" + "x".join(map(str, profile.shape(batch)))
@@ -100,7 +112,7 @@ def trtexec_command(
         f"--memPoolSize=workspace:{workspace_mib}M",
     ]
     if timing_cache is not None:
-        args.append(f"--timingCacheFile={Path(timing_cache).name}")
+        args.append(f"--timingCacheFile={os.fspath(timing_cache)}")
     return shlex.join(args)
 
 
@@ -118,7 +130,8 @@ def build_engine(
 ) -> Path:
     """Build a strongly typed engine from ``onnx_path`` and write the serialised plan to ``engine_path``.
 
-    Unverified (no GPU or TensorRT builder where this was written): see the module docstring.
+    ``timing_cache`` is a file the builder's tactic timings are loaded from (when it exists) and saved
+    back to. Unverified (no GPU or TensorRT builder where this was written): see the module docstring.
     """
     if tensorrt_module() is None:
         raise EngineBuildError("TensorRT with a builder is not installed (import tensorrt has no Builder)")
@@ -142,26 +155,43 @@ def build_engine(
     opt_profile = builder.create_optimization_profile()
     shapes = [trt.Dims(list(profile.shape(b))) for b in (profile.min_batch, profile.opt_batch, profile.max_batch)]
     opt_profile.set_shape(input_name, *shapes)
-    config.add_optimization_profile(opt_profile)
+    if config.add_optimization_profile(opt_profile) < 0:  # -1: TensorRT found the profile invalid
+        raise EngineBuildError(f"TensorRT refused the optimisation profile {profile.to_dict()} for input {input_name!r}")
 
     cache_path = Path(timing_cache) if timing_cache is not None else None
-    cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, False)
-
+    cache = None if cache_path is None else _attach_timing_cache(config, cache_path)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
+    _write_atomic(engine_path, bytes(memoryview(plan)))
+    if cache is not None and cache_path is not None:
+        _write_atomic(cache_path, bytes(memoryview(cache.serialize())))  # the build added its timings to it in place
+    return engine_path
+
+
+def _attach_timing_cache(config: tensorrt.IBuilderConfig, path: Path) -> tensorrt.ITimingCache:
+    """Give ``config`` the timing cache saved at ``path``, or a fresh one when there is none or TensorRT refuses it.
+
+    The caller keeps the returned cache until the build is over (TensorRT does not own it).
+    """
+    saved = path.read_bytes() if path.is_file() else b""
+    if saved:
+        cache = config.create_timing_cache(saved)
+        if cache is not None and config.set_timing_cache(cache, False):
+            return cache
+        log.warning("TensorRT refused the timing cache %s (another TensorRT version or GPU?): a fresh one replaces it", path)
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, False):
+        raise EngineBuildError(f"TensorRT refused an empty timing cache (for {path})")
+    return cache
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` via a temporary name beside ``path``, so no half-written file is ever left there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_bytes(bytes(memoryview(plan)))
-        os.replace(tmp, engine_path)
-        if cache_path is not None:
-            updated = config.get_timing_cache()
-            if updated is not None:
-                cache_tmp = cache_path.with_name(cache_path.name + ".tmp")
-                cache_tmp.write_bytes(bytes(memoryview(updated.serialize())))
-                os.replace(cache_tmp, cache_path)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return engine_path

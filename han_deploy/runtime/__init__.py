@@ -4,11 +4,11 @@ Importing this package loads numpy and OpenCV only; ONNX Runtime (or TensorRT, o
 checkpoint) is imported when a backend is loaded, faiss when a gallery is searched with it.
 """
 
+from ..contract.decode import DecodeError, read_image
+from ..contract.preprocess import clip_box, crop_box, normalize_batch, preprocess, resize_crop, to_bgr_uint8
 from .backends import ArtifactMismatchError, Backend, ModelFileError, load_backend
-from .decode import DecodeError, read_image
 from .extractor import EmbedResult, ExtractionError, Extractor, ItemError, StreamingExtractor
 from .gallery import Gallery, SearchResult
-from .preprocess import clip_box, crop_box, normalize_batch, preprocess, resize_crop, to_bgr_uint8
 
 __all__ = [
     "ArtifactMismatchError",

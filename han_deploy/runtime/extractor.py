@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..contract.decode import DecodeError, decode_bytes, read_image
+from ..contract.preprocess import crop_box, normalize_batch, resize_crop
 from .backends import BaseBackend, load_backend
-from .decode import DecodeError, decode_bytes, read_image
-from .preprocess import crop_box, normalize_batch, resize_crop
 
 ImageLike = str | os.PathLike | np.ndarray | bytes
 Box = Sequence[float]

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .decode import IMAGE_SUFFIXES, DecodeError, read_image
+from ..contract.decode import IMAGE_SUFFIXES, DecodeError, image_files, read_image
 from .extractor import Unit, format_box
 
 # a generator that is sent the frame number wanted and yields a loader for that frame (primed with None)
@@ -211,10 +211,6 @@ def _threaded(gen: Iterator[Unit], maxsize: int) -> Iterator[Unit]:
         stop.set()
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
-
-
 def _read_list(path: Path) -> list[str]:
     """A list file: one image path per line, relative to the list file's folder; blank and # lines skipped."""
     out = []
@@ -254,7 +250,7 @@ def plan_inputs(inputs: list[str], detections: list[str] | None = None) -> list[
                 pattern = str(path / "img1" / ("{frame:06d}" + ext))
                 sources.append(_detection_source(str(path), "sequence", parse_mot(path / "det" / "det.txt"), pattern))
             else:
-                files = [str(p) for p in _image_files(path)]
+                files = [str(p) for p in image_files(path, recursive=True)]
                 sources.append(Source(str(path), "images", files, files=files))
         elif path.suffix.lower() in VIDEO_SUFFIXES:
             if dets:

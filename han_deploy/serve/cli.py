@@ -34,6 +34,7 @@ def _artifact(text: str) -> TritonArtifact:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``han-serve`` parser: the ``repo``, ``prepare`` and ``start`` subcommands."""
     p = argparse.ArgumentParser(
         prog="han-serve",
         description="Serve HAN embeddings with NVIDIA Triton Inference Server: write a model repository, prepare and run "
@@ -41,7 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
+    _add_repo_command(sub)
+    pr = sub.add_parser("prepare", help="build the NumPy 1.x env the bundled Triton's python stub needs")
+    pr.add_argument("--env", type=Path, default=None, help="where (default: $HAN_TRITON_STUB_ENV or VENV/triton-stub-env)")
+    _add_start_command(sub)
+    return p
 
+
+def _add_repo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``repo OUT ARTIFACT...``: the arguments of :func:`write_triton_repository`."""
     r = sub.add_parser(
         "repo",
         help="write a Triton model repository",
@@ -58,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"exported files; PRECISION one of {', '.join(PRECISIONS)} (default fp32), MAX_BATCH an engine's profile "
         "max (required for engines), FLAVOUR e.g. tensorrt/cpu for the two INT8 ONNX files",
     )
+    _add_batching_args(r)
+    _add_python_model_args(r)
+    r.add_argument("--name-prefix", default="han", help="prefix of every model name")
+    r.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def _add_batching_args(r: argparse.ArgumentParser) -> None:
+    """``repo``: dynamic batching, instances and the TensorRT block of the ONNX / engine models."""
     r.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (engines: their MAX_BATCH)")
     r.add_argument(
         "--preferred-batch-sizes",
@@ -70,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--instances", type=int, default=1, help="instances per GPU (or in all, for KIND_CPU) of ONNX/engine models")
     r.add_argument("--instance-kind", choices=INSTANCE_KINDS, default="KIND_GPU", help="instance kind of ONNX models")
     r.add_argument("--ort-tensorrt", action="store_true", help="add the TensorRT accelerator block to the ONNX models")
+
+
+def _add_python_model_args(r: argparse.ArgumentParser) -> None:
+    """``repo``: which python-backend models and ensembles to write, and how they run."""
     r.add_argument("--no-python", action="store_true", help="do not write the python-backend tensor model")
     r.add_argument("--no-jpeg", action="store_true", help="do not write the python-backend encoded-image model")
     r.add_argument("--no-ensembles", action="store_true", help="do not write han_preprocess and the JPEG ensembles")
@@ -94,12 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="os.pathsep-separated folders the python models put on sys.path to find han_deploy and onnxruntime "
         "(default: where they are on this machine; '' where they are installed in Triton's own Python)",
     )
-    r.add_argument("--name-prefix", default="han", help="prefix of every model name")
-    r.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
-    pr = sub.add_parser("prepare", help="build the NumPy 1.x env the bundled Triton's python stub needs")
-    pr.add_argument("--env", type=Path, default=None, help="where (default: $HAN_TRITON_STUB_ENV or VENV/triton-stub-env)")
 
+def _add_start_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``start REPO``: the models to load and the listeners of the bundled tritonserver."""
     s = sub.add_parser(
         "start",
         help="run the bundled tritonserver on loopback until Ctrl-C",
@@ -114,7 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: a free one)")
     s.add_argument("--metrics-port", type=int, default=8002, help="metrics port (0: a free one)")
     s.add_argument("--log-file", type=Path, default=None, help="server log (default: a temporary file)")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

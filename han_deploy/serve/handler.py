@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..config import METADATA_KEY, read_contract
-from ..runtime import load_backend, preprocess
-from ..runtime.decode import DecodeError, decode_bytes
+from ..contract.decode import DecodeError, decode_bytes
+from ..contract.preprocess import preprocess
+from ..runtime import load_backend
 
 INPUT_KINDS = ("tensor", "encoded", "preprocess")
 

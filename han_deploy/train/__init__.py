@@ -1,6 +1,6 @@
 """Training stage: the paper's recipe (han-train), losses, PK sampler, augmentation, embeddings from torch models."""
 
-from .dataset import ImageReadError, ReidDataset, read_image
+from .dataset import ReidDataset
 from .evaluation import embed_records, evaluate_model
 from .extract import extract_embeddings
 from .losses import batch_hard_triplet, han_losses
@@ -9,7 +9,6 @@ from .schedule import scaled_milestones
 from .trainer import TrainConfig, Trainer, TrainResult, train
 
 __all__ = [
-    "ImageReadError",
     "PKSampler",
     "ReidDataset",
     "TrainConfig",
@@ -20,7 +19,6 @@ __all__ = [
     "evaluate_model",
     "extract_embeddings",
     "han_losses",
-    "read_image",
     "scaled_milestones",
     "train",
 ]

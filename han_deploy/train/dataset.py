@@ -1,7 +1,8 @@
 """A torch Dataset over re-id :class:`Record` lists that decodes and preprocesses exactly as the runtime does.
 
-Images go through :func:`han_deploy.runtime.preprocess.preprocess`, the one implementation deployment
-uses, so a trained model never sees a different resize, channel order or normalisation in production.
+Images are read by :func:`han_deploy.contract.decode.read_image` and go through
+:func:`han_deploy.contract.preprocess.preprocess`, the implementations deployment uses, so a trained model
+never sees a different decode (truncated JPEGs refused), resize, channel order or normalisation in production.
 An unreadable or missing image is logged with its path and skipped (its slot in the batch is dropped);
 the trainer counts the skips per epoch, so nothing fails silently and one bad file never sinks an epoch.
 """
@@ -9,36 +10,19 @@ the trainer counts the skips per epoch, so nothing fails silently and one bad fi
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import cv2
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..config import PreprocessConfig
+from ..contract.decode import DecodeError, read_image
+from ..contract.preprocess import preprocess
 from ..data.records import Record
-from ..runtime.preprocess import preprocess
 
 log = logging.getLogger(__name__)
-
-
-class ImageReadError(OSError):
-    """An image file that is missing or cannot be decoded; the message names the file."""
-
-
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode one image as BGR uint8 (OpenCV order); raise :class:`ImageReadError` naming the file if it fails."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise ImageReadError(f"cannot decode image (corrupt or not an image): {path}")
-    return image
 
 
 class ReidDataset(Dataset):
@@ -59,7 +43,7 @@ class ReidDataset(Dataset):
         try:
             image = read_image(rec.path)
             x = preprocess([image], self.pre)[0]
-        except (ImageReadError, ValueError, TypeError, cv2.error) as exc:
+        except (DecodeError, ValueError, TypeError, cv2.error) as exc:
             log.warning("skipping %s image %s: %s", self.split, rec.path, exc)
             return None
         return torch.from_numpy(x), rec.pid, rec.camid, index

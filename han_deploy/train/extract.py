@@ -1,4 +1,4 @@
-"""Embeddings from a torch HAN, preprocessed by the runtime's own code (eval mode, no gradients)."""
+"""Embeddings from a torch HAN, decoded and preprocessed by the contract the runtime uses (eval mode, no gradients)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..contract.decode import read_image
+from ..contract.preprocess import preprocess
 from ..model import HAN
-from ..runtime.preprocess import preprocess
-from .dataset import read_image
 
 ImageOrPath = np.ndarray | str | os.PathLike[str]
 
@@ -27,7 +27,7 @@ def extract_embeddings(
     """``(N, D)`` float32 embeddings, row i for item i: a BGR uint8 crop of any size or an image path.
 
     Moves the model to ``device``, runs it in eval mode and restores its previous mode. An unreadable path raises
-    :class:`~han_deploy.train.dataset.ImageReadError` naming the file (rows must stay aligned with inputs).
+    :class:`~han_deploy.contract.decode.DecodeError` naming the file (rows must stay aligned with inputs).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

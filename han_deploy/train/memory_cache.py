@@ -1,8 +1,8 @@
 """Decode-once training images: every crop read and resized once into one uint8 array held in memory.
 
 An epoch then pays no JPEG decoding or resizing, only a per-batch normalisation and the batch-wide
-augmentation (docs/training.md, "Speed"). Images are read with the same ``read_image`` and resized
-with the runtime's ``resize_crop``, so the network sees exactly what deployment feeds it. A file
+augmentation (docs/training.md, "Speed"). Images are read and resized by the contract's ``read_image`` and
+``resize_crop``, as the runtime does, so the network sees exactly what deployment feeds it. A file
 that cannot be read is logged with its path and marked unusable; batches drop it and count it as skipped.
 """
 
@@ -21,8 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import PreprocessConfig
-from ..runtime.preprocess import normalize_batch, resize_crop
-from .dataset import ImageReadError, read_image
+from ..contract.decode import DecodeError, read_image
+from ..contract.preprocess import normalize_batch, resize_crop
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _load(path: Path, pre: PreprocessConfig) -> np.ndarray | None:
     """One model-size uint8 crop, or None (logged with its path) when the file cannot be read."""
     try:
         return resize_crop(read_image(path), pre)
-    except (ImageReadError, ValueError, TypeError, cv2.error) as exc:
+    except (DecodeError, ValueError, TypeError, cv2.error) as exc:
         log.warning("skipping training image %s: %s", path, exc)
         return None
 

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..runtime.preprocess import preprocess, resize_crop
+from ..contract.decode import DecodeError, read_image
+from ..contract.preprocess import preprocess, resize_crop
 from . import draw
 from .regions import RegionBox, region_boxes
 
@@ -133,9 +134,9 @@ def render_attention(
         sources: list[Path] = []
         for p in paths[start : start + batch_size]:  # one chunk in memory at a time
             try:
-                images.append(draw.read_bgr(p))
+                images.append(read_image(p))
                 sources.append(p)
-            except (OSError, ValueError) as exc:
+            except DecodeError as exc:
                 failures.append((p, str(exc)))
         for src, att in zip(sources, compute_attention(model, images, batch_size), strict=True):
             name = src.stem

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="han-viz", description="Pictures of what a HAN checkpoint does.")
@@ -74,10 +72,12 @@ def load_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tup
 
 def expand_images(paths: list[Path]) -> list[Path]:
     """Files as given; folders replaced by their image files, sorted. Missing paths stay (reported later)."""
+    from ..contract.decode import image_files
+
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES))
+            out.extend(image_files(p))
         else:
             out.append(p)
     return out

@@ -113,14 +113,3 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data.tobytes())
     return path
-
-
-def read_bgr(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as BGR uint8; raises ``ValueError`` naming the file when it cannot be decoded."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot decode image: {path}")
-    return image

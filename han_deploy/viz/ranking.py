@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..contract.decode import DecodeError, read_image
 from ..data.records import Record
 from ..evaluate import pairwise_distance
 from . import draw
@@ -75,8 +76,8 @@ def _tile(path: Path, size: tuple[int, int], scale: int) -> np.ndarray:
     """A person image resized to the display size; an unreadable file becomes a grey tile saying so."""
     h, w = size[0] * scale, size[1] * scale
     try:
-        return cv2.resize(draw.read_bgr(path), (w, h), interpolation=cv2.INTER_LINEAR)
-    except (OSError, ValueError):
+        return cv2.resize(read_image(path), (w, h), interpolation=cv2.INTER_LINEAR)
+    except DecodeError:
         tile = np.full((h, w, 3), 128, np.uint8)
         draw.put_text(tile, "unreadable", (4, h // 2), draw.WHITE)
         return tile

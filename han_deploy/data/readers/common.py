@@ -8,8 +8,6 @@ from pathlib import Path
 
 from ..records import DatasetSplits, Record
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
-
 
 class MalformedNameWarning(UserWarning):
     """An image (or list line) whose name does not follow the dataset's naming scheme was skipped."""
@@ -36,11 +34,6 @@ def require(path: Path, dataset: str, kind: str = "folder") -> Path:
     if not ok:
         raise FileNotFoundError(f"{dataset}: missing {kind} {path}")
     return path
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name (other files such as Thumbs.db are ignored)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def report_malformed(dataset: str, bad: list[str], strict: bool) -> None:

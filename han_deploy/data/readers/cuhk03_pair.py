@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ...contract.decode import image_files
 from ..records import DatasetSplits, Record
-from .common import find_root, image_files, make_splits, report_malformed, require
+from .common import find_root, make_splits, report_malformed, require
 
 PAIR_NAME = re.compile(r"(\d+)_(\d{2})")
 DIRECTIONS = ("a2b", "b2a")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ...contract.decode import image_files
 from ..records import DatasetSplits, Record
-from .common import find_root, image_files, make_splits, report_malformed, require
+from .common import find_root, make_splits, report_malformed, require
 
 SPLIT_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
 MARKET_NAME = re.compile(r"(-1|\d+)_c(\d+)s\d+_\d+_\d+")

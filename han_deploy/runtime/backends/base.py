@@ -89,8 +89,11 @@ class BaseBackend:
         h, w = self.config.preprocess.input_size
         if batch.ndim != 4 or batch.shape[1:] != (3, h, w):
             raise ValueError(f"{self.name} backend for {self.path.name} expects (N, 3, {h}, {w}) input, got {batch.shape}")
-        if batch.dtype != np.float32:
-            batch = batch.astype(np.float32)
+        if batch.dtype != np.float32:  # no silent cast: a float64 or uint8 batch means a preprocessing bug upstream
+            raise TypeError(
+                f"{self.name} backend for {self.path.name} expects a float32 batch (the contract's preprocessed input), "
+                f"got {batch.dtype}"
+            )
         return batch
 
     def close(self) -> None:
@@ -149,56 +152,15 @@ def manifest_candidates(path: Path) -> list[Path]:
     ]
 
 
-def _contract_from_manifest_dict(data: dict[str, Any], artifact: Path) -> tuple[HANConfig, dict[str, Any]] | None:
-    """Find the contract in a manifest: flat, under ``contract``, as the metadata string, or per artifact."""
-    if METADATA_KEY in data:
-        value = data[METADATA_KEY]
-        return read_contract({METADATA_KEY: value if isinstance(value, str) else json.dumps(value)})
-    if isinstance(data.get("contract"), dict) and "model" in data["contract"]:
-        return read_contract({METADATA_KEY: json.dumps(data["contract"])})
-    if isinstance(data.get("model"), dict) and "variant" in data["model"]:
-        return read_contract({METADATA_KEY: json.dumps(data)})
-    if isinstance(data.get("preprocess"), dict) and "variant" in data:
-        return _contract_from_export_manifest(data)
-    for key in ("artifacts", "files", "engines"):
-        entries = data.get(key)
-        if isinstance(entries, dict):
-            entries = [dict(v, name=k) if isinstance(v, dict) else v for k, v in entries.items()]
-        if isinstance(entries, list):
-            for entry in entries:
-                if not isinstance(entry, dict):
-                    continue
-                names = {str(entry.get(k, "")) for k in ("name", "path", "file", "engine")}
-                if artifact.name in {Path(n).name for n in names if n}:
-                    found = _contract_from_manifest_dict(entry, artifact)
-                    if found:
-                        return found
-    return None
-
-
-def _contract_from_export_manifest(data: dict[str, Any]) -> tuple[HANConfig, dict[str, Any]]:
-    """``han-export``'s manifest: variant, preprocess, input/output names and the output layout.
-
-    It does not carry the whole architecture config; the runtime needs only the preprocessing, the
-    tensor names and the embedding size, so the rest of the config keeps its defaults.
-    """
-    output = data.get("output") or {}
-    dim = int((output.get("shape") or [None, 1024])[-1])
-    layout = str(output.get("layout", ""))
-    model: dict[str, Any] = {"variant": data["variant"], "preprocess": data["preprocess"]}
-    model.update({"feature": "both", "feat_dim": dim // 2} if layout.startswith("concat") or not layout else {"feat_dim": dim})
-    if not layout.startswith("concat") and layout:
-        model["feature"] = "global" if "global" in layout else "local"
-    cfg = HANConfig.from_dict(model)
-    contract = {
-        "model": cfg.to_dict(),
-        "input_name": (data.get("input") or {}).get("name", INPUT_NAME),
-        "output_name": output.get("name", OUTPUT_NAME),
-        "embedding_dim": cfg.embedding_dim,
-        "embedding_layout": layout or cfg.embedding_layout,
-        "from_export_manifest": True,
-    }
-    return cfg, contract
+def _manifest_contract(data: Any, manifest: Path) -> tuple[HANConfig, dict[str, Any]] | None:
+    """The contract a manifest embeds under ``contract`` (the object ONNX metadata carries as JSON), or None."""
+    contract = data.get("contract") if isinstance(data, dict) else None
+    if contract is None:
+        return None
+    try:
+        return read_contract({METADATA_KEY: json.dumps(contract)})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"manifest {manifest}: its 'contract' is not a han-deploy contract ({exc})") from exc
 
 
 def read_manifest_contract(path: Path) -> tuple[HANConfig, dict[str, Any], Path]:
@@ -212,13 +174,13 @@ def read_manifest_contract(path: Path) -> tuple[HANConfig, dict[str, Any], Path]
             data = json.loads(cand.read_text())
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"cannot read manifest {cand} for {path.name}: {exc}") from exc
-        found = _contract_from_manifest_dict(data, path) if isinstance(data, dict) else None
+        found = _manifest_contract(data, cand)
         if found:
             return found[0], found[1], cand
     where = f" (read {', '.join(tried)})" if tried else ""
     raise ModelFileError(
         f"no preprocessing contract for {path}: expected a manifest.json (or {path.name}.json) next to it "
-        f"holding the han-deploy contract{where}"
+        f"holding the han-deploy contract under 'contract', as han-export writes it{where}"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,52 @@ from .base import BaseBackend, ModelFileError, read_manifest_contract, wrong_kin
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
+OPTIMIZATION_LEVELS = ("all", "extended", "basic", "none")
+
+
+def create_session(
+    source: str | os.PathLike[str] | bytes,
+    providers: list[Any] | None = None,
+    threads: int | None = None,
+    spinning: bool | None = None,
+    optimization: str = "all",
+    *,
+    quiet: bool = False,
+    profile_prefix: str | None = None,
+    optimized_model_path: str | os.PathLike[str] | None = None,
+) -> Any:
+    """The one place an ``onnxruntime.InferenceSession`` is built (runtime, parity gate, bench, graph checks).
+
+    ``threads`` intra-op threads with one inter-op thread (None: ONNX Runtime's default); ``spinning``
+    sets ``session.intra_op.allow_spinning`` (None: ORT's default); ``optimization`` is the graph
+    optimisation level (``none`` runs a Q/DQ graph as written); ``quiet`` logs errors only;
+    ``profile_prefix`` turns on ORT's profiler; ``optimized_model_path`` saves the optimised graph.
+    """
+    import onnxruntime as ort
+
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ValueError(f"optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {optimization!r}")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    if spinning is not None:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    opts.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[optimization]
+    if quiet:
+        opts.log_severity_level = 3
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    if optimized_model_path is not None:
+        opts.optimized_model_filepath = str(optimized_model_path)
+    model = source if isinstance(source, bytes) else str(source)
+    return ort.InferenceSession(model, sess_options=opts, providers=providers or [CPU_PROVIDER])
 
 
 def default_providers(device: str, available: list[str]) -> list[str]:
@@ -32,8 +79,10 @@ def default_providers(device: str, available: list[str]) -> list[str]:
 class OnnxRuntimeBackend(BaseBackend):
     """An ``onnxruntime.InferenceSession`` on a han-deploy ONNX file (the contract is in its metadata).
 
-    ``spinning=False`` sets ``session.intra_op.allow_spinning=0``: worker threads sleep instead of
-    busy-waiting, which matters when the CPU is shared (with decode threads or another session).
+    ``optimization="none"`` runs the graph as written (the parity gate's TensorRT Q/DQ simulation);
+    ``quiet`` logs ONNX Runtime errors only. ``spinning=False`` sets ``session.intra_op.allow_spinning=0``:
+    worker threads sleep instead of busy-waiting, which matters when the CPU is shared (with decode
+    threads or another session).
     """
 
     name = "onnxruntime"
@@ -46,23 +95,13 @@ class OnnxRuntimeBackend(BaseBackend):
         threads: int | None = None,
         spinning: bool | None = None,
         optimization: str = "all",
+        quiet: bool = False,
     ) -> None:
         import onnxruntime as ort
 
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {optimization!r}")
         self.path = Path(path)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        if spinning is not None:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        levels = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        }
-        opts.graph_optimization_level = levels[optimization]
         available = ort.get_available_providers()
         if providers is None:
             chosen: list[Any] = default_providers(device, available)
@@ -75,7 +114,7 @@ class OnnxRuntimeBackend(BaseBackend):
                 raise RuntimeError(f"ONNX Runtime providers not available: {', '.join(missing)} (has {', '.join(available)})")
             chosen = list(providers)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=chosen)
+            self.session = create_session(self.path, chosen, threads, spinning, optimization, quiet=quiet)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
             raise wrong_kind_error(self.path, "ONNX model", str(exc).splitlines()[0] if str(exc) else exc) from exc
         meta = dict(self.session.get_modelmeta().custom_metadata_map)

@@ -1,4 +1,8 @@
-"""Image decoding with OpenCV that turns every way a file can be bad into one clear ``DecodeError``."""
+"""Image decoding with OpenCV that turns every way a file can be bad into one clear ``DecodeError``.
+
+The package's one decoder and one list of image suffixes: training, calibration, parity, the baseline,
+viz and the runtime all read files here, so they see the same pixels and refuse the same files.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,15 @@ import numpy as np
 from .preprocess import to_bgr_uint8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".jp2")
+
+
+def image_files(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
+    """Entries with an image suffix in ``folder`` (or anywhere under it), sorted so every run sees one order.
+
+    Folders are left out but broken links are not, so a bad entry is reported when it is read, not dropped unseen.
+    """
+    entries = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
 class DecodeError(ValueError):
@@ -31,7 +44,7 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Encoded image bytes -> BGR uint8 (H, W, 3).
 
     Decoded as stored (``IMREAD_UNCHANGED``: no EXIF rotation), then grayscale, alpha and 16-bit are
-    converted by :func:`to_bgr_uint8`: the same pixels training's loader gives.
+    converted by :func:`to_bgr_uint8`: the pixels training and deployment both see.
     """
     if not data:
         raise DecodeError(f"{name}: empty (0-byte) file")

@@ -1,8 +1,10 @@
-"""Preprocessing (shared by training and the runtime), fuzzed with hypothesis: any image, any box."""
+"""The contract shared by training and the runtime: preprocessing fuzzed with hypothesis (any image, any box), decoding."""
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from han_deploy.config import PreprocessConfig
-from han_deploy.runtime.decode import DecodeError, decode_bytes, jpeg_is_truncated
-from han_deploy.runtime.preprocess import clip_box, crop_box, normalize_batch, preprocess, resize_crop, to_bgr_uint8
+from han_deploy.contract.decode import DecodeError, decode_bytes, image_files, jpeg_is_truncated, read_image
+from han_deploy.contract.preprocess import clip_box, crop_box, normalize_batch, preprocess, resize_crop, to_bgr_uint8
 
 PRE = PreprocessConfig()
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -119,3 +121,32 @@ def test_truncated_and_corrupt_bytes() -> None:
         decode_bytes(png[: len(png) // 2], "x.png")
     with pytest.raises(DecodeError, match="0-byte"):
         decode_bytes(b"", "x.png")
+
+
+def test_training_refuses_a_truncated_jpeg_exactly_as_the_runtime_does(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """libjpeg would pad a cut JPEG with grey; both training loaders skip it, logging the runtime's own reason."""
+    pytest.importorskip("torch")
+    from han_deploy.data.records import Record
+    from han_deploy.train.dataset import ReidDataset
+    from han_deploy.train.memory_cache import ImageCache
+
+    jpeg = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 256, (64, 32, 3), dtype=np.uint8))[1].tobytes()
+    good, cut = tmp_path / "0001_c1s1_000001_00.jpg", tmp_path / "0001_c2s1_000002_00.jpg"
+    good.write_bytes(jpeg)
+    cut.write_bytes(jpeg[: len(jpeg) // 2])
+    with pytest.raises(DecodeError, match="truncated JPEG") as refused:
+        read_image(cut)
+    with caplog.at_level(logging.WARNING):
+        dataset = ReidDataset([Record(good, 1, 0), Record(cut, 1, 1)], PRE)
+        assert dataset[0] is not None and dataset[1] is None
+        assert ImageCache.build([good, cut], PRE, threads=1, progress=False).ok.tolist() == [True, False]
+    assert caplog.text.count(str(refused.value)) == 2  # the reason names the file, once per loader
+
+
+def test_image_files_lists_one_set_of_suffixes(tmp_path: Path) -> None:
+    for name in ("b.JPG", "a.png", "notes.txt", "Thumbs.db", "sub/c.webp"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "folder.jpg").mkdir()
+    assert [p.name for p in image_files(tmp_path)] == ["a.png", "b.JPG"]
+    assert [p.relative_to(tmp_path).as_posix() for p in image_files(tmp_path, recursive=True)] == ["a.png", "b.JPG", "sub/c.webp"]
