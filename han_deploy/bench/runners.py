@@ -18,7 +18,6 @@ every result they produce (``verified: false``).
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +87,8 @@ class TorchRunner(Runner):
     ) -> None:
         import torch
 
+        from ..runtime.backends.torch_backend import TorchBackend
+
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if compile is not None and compile not in COMPILE_MODES:
@@ -109,17 +110,15 @@ class TorchRunner(Runner):
         self.threads = torch.get_num_threads()
         self.channels_last = channels_last
         self.compile_mode = compile
-        model = copy.deepcopy(model).eval().to(device)  # a copy: .to() / channels_last change a module in place
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.forward = torch.compile(model, mode=compile, dynamic=False) if compile else model
-        if compile and device == "cpu":
-            self.note = "torch.compile (inductor) on CPU"
         pre = getattr(getattr(model, "cfg", None), "preprocess", None)
         if pre is None:
             raise ValueError(f"{label}: the model has no cfg.preprocess (its contract), so its input size is unknown")
         self.input_size = (int(pre.input_size[0]), int(pre.input_size[1]))
+        # the runtime's torch backend prepares the module (a copy, eval, device, channels_last, compile)
+        prepared = TorchBackend.from_module(model, device, channels_last, compile, name=label)
+        self.model, self.forward = prepared.model, prepared.forward
+        if compile and device == "cpu":
+            self.note = "torch.compile (inductor) on CPU"
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

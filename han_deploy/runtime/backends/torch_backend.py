@@ -64,7 +64,7 @@ class TorchBackend(BaseBackend):
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self._forward = torch.compile(model, mode=compile, dynamic=False) if compile else model
+        self.forward = torch.compile(model, mode=compile, dynamic=False) if compile else model  # what _run calls
         self.config = model.cfg
         self.meta = meta
         self.contract = {"model": self.config.to_dict(), "embedding_dim": self.config.embedding_dim, "checkpoint_meta": meta}
@@ -75,8 +75,8 @@ class TorchBackend(BaseBackend):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            out = self._forward(x)
+            out = self.forward(x)
         return out.float().cpu().numpy()
 
     def close(self) -> None:
-        self.model = self._forward = None  # type: ignore[assignment]
+        self.model = self.forward = None  # type: ignore[assignment]
