@@ -77,12 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_models(names: list[str]) -> dict[str, tuple[Any, Any]]:
     """name -> (eval-mode module, ModelInfo)."""
-    from han_deploy.bench.comparators import create_comparator
     from han_deploy.bench.models import create_han, model_info
+    from han_deploy.model import create_model
 
     out = {}
     for name in names:
-        model = create_han(name) if name.startswith("han_") else create_comparator(name).eval()
+        model = create_han(name) if name.startswith("han_") else create_model(name).eval()
         out[name] = (model, model_info(model, name))
     return out
 

@@ -168,7 +168,7 @@ class Demo:
     def _evaluate_torch(self, model: Any, label: str) -> list[str]:
         from .evaluate.protocol import headline
 
-        evaluate_model = require("han_deploy.train.evaluation", "evaluate_model")
+        evaluate_model = require("han_deploy.evaluate.torch_eval", "evaluate_model")
         self.metrics[label] = _pick(headline(evaluate_model(model, self.results["splits"], progress=True)))
         return [_metric_line(label, self.metrics[label])]
 

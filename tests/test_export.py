@@ -526,6 +526,16 @@ def test_checkpoint_of_another_variant(tmp_path: Path, capsys: pytest.CaptureFix
     assert _no_files(tmp_path / "out")
 
 
+@pytest.mark.parametrize("name", ["resnet50", "mobilenetv2"])
+def test_comparator_networks_are_not_export_variants(name: str) -> None:
+    from han_deploy.export.exporter import ExportError, load_model
+
+    with pytest.raises(ExportError, match=f"--variant {name} is not a HAN variant .*han_small"):
+        load_model(ExportOptions(variant=name))  # the registry builds them for the benchmark, han-export refuses them
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--variant", name])
+
+
 def test_empty_calibration_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
     code, err = _run_cli(["--calib-data", str(tmp_path / "empty"), "--output", str(tmp_path / "out")], capsys)
@@ -594,3 +604,10 @@ def test_fp16_io_variant_takes_and_returns_float16(exported: tuple[Path, dict], 
     x = np.random.default_rng(1).standard_normal((7, 3, 160, 64), dtype=np.float32)
     ref = parity.ort_infer(out / "model.onnx")(x)
     assert parity.cosine_rows(parity.ort_infer(half)(x), ref).min() > 0.999
+
+
+def test_json_output_is_the_manifest_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # ONNX Runtime's calibrators print progress; on stdout it would corrupt the JSON a pipeline reads
+    code = main(["--variant", "small", "--calib-size", "4", "--precision", "fp32,int8", "--json", "--output", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and json.loads(out)["artifacts"][0]["file"] == "model.onnx"

@@ -27,7 +27,7 @@ from han_deploy.contract.decode import read_image  # noqa: E402
 from han_deploy.export import export_onnx  # noqa: E402
 from han_deploy.model import create_model, save_checkpoint  # noqa: E402
 from han_deploy.runtime import ModelFileError, load_backend, preprocess  # noqa: E402
-from han_deploy.runtime.backends import ArtifactMismatchError, read_manifest_contract, sha256_file  # noqa: E402
+from han_deploy.runtime.backends import ArtifactMismatchError, TensorMeta, read_manifest_contract, sha256_file  # noqa: E402
 from han_deploy.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, default_providers  # noqa: E402
 from han_deploy.runtime.backends.torch_backend import TorchBackend  # noqa: E402
 from han_deploy.runtime.extractor import ExtractionError, Extractor, StreamingExtractor  # noqa: E402
@@ -135,8 +135,8 @@ def test_batches_beyond_max_batch_are_split_and_fixed_batches_padded(model_and_o
     with load_backend(onnx_path) as b:
         whole = b.infer(x)
         seen: list[int] = []
-        run = b._run
-        b._run = lambda chunk: (seen.append(len(chunk)), run(chunk))[1]  # type: ignore[method-assign]
+        run = b.infer_impl
+        b.infer_impl = lambda chunk: (seen.append(len(chunk)), run(chunk))[1]  # type: ignore[method-assign]
         b.max_batch = 3
         assert np.abs(b.infer(x) - whole).max() < 1e-5 and seen == [3, 3, 1]
         seen.clear()
@@ -358,10 +358,11 @@ def test_tensorrt_backend_binds_every_tensor_and_checks_tensorrt(tmp_path: Path,
 
     def open_engine(image: tuple[int, int, int] = (3, h, w), reject: str = "") -> tensorrt_backend.TensorRTBackend:
         monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(_FakeEngine(cudart, image, cfg.embedding_dim, reject)))
-        return tensorrt_backend.TensorRTBackend(plan, device="cuda:0")
+        return tensorrt_backend.TensorRTBackend(plan, device="cuda:0").activate()
 
     with open_engine() as backend:
         assert (backend.min_batch, backend.max_batch, backend.fixed_batch) == (2, 8, None)
+        assert backend.input_metadata() == {"images": TensorMeta((None, 3, h, w), np.dtype(np.float32))}  # the engine's
         addresses = dict(backend._context.addresses)  # every I/O tensor bound, sized for the profile's max batch
         sizes = {name: cudart.buffers[ptr].nbytes for name, ptr in addresses.items()}
         assert sizes == {"images": 8 * 3 * h * w * 4, "embeddings": 8 * cfg.embedding_dim * 4, "aux": 8 * 5 * 2}
@@ -369,7 +370,7 @@ def test_tensorrt_backend_binds_every_tensor_and_checks_tensorrt(tmp_path: Path,
         out = backend.infer(x)  # a chunk of 8, then 1 padded to the profile's minimum of 2
         want = np.repeat(x.mean(axis=(1, 2, 3))[:, None], cfg.embedding_dim, axis=1)
         np.testing.assert_allclose(out, want, rtol=1e-4)
-    assert sorted(cudart.freed) == sorted(addresses.values())
+    assert sorted(cudart.freed) == sorted(addresses.values()) and backend._context is None and not backend.is_active
     with pytest.raises(RuntimeError, match="rejected the device address of aux"):
         open_engine(reject="aux")
     assert len(cudart.freed) == len(cudart.buffers)  # a failed open frees what it allocated

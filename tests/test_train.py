@@ -1,4 +1,4 @@
-"""han-train end to end on tiny synthetic data: outputs, learning, exact resume, bad input, embeddings."""
+"""han-train end to end on tiny synthetic data: outputs, learning, exact resume, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from _train_data import FAST_RECIPE, tiny_dataset, tiny_splits
@@ -16,7 +15,7 @@ from han_deploy.contract.decode import DecodeError, read_image
 from han_deploy.contract.preprocess import preprocess
 from han_deploy.data.records import DatasetSplits, Record
 from han_deploy.model import create_model, load_checkpoint, read_checkpoint_header
-from han_deploy.train import TrainConfig, Trainer, extract_embeddings, han_losses
+from han_deploy.train import TrainConfig, Trainer, han_losses
 from han_deploy.train.cli import main as train_main
 from han_deploy.train.state import load_state
 from han_deploy.train.trainer import relabel_subset
@@ -142,22 +141,6 @@ def test_corrupt_and_missing_images_are_reported_by_path_and_skipped(
         read_image(missing)
     with pytest.raises(DecodeError, match="0001_c1s1.*corrupt JPEG"):
         read_image(corrupt)
-
-
-def test_extract_embeddings_from_paths_and_arrays(tmp_path_factory: pytest.TempPathFactory) -> None:
-    splits = tiny_splits(tmp_path_factory)
-    paths = [r.path for r in splits.query[:5]]
-    torch.manual_seed(0)
-    model = create_model("small").train()
-    from_paths = extract_embeddings(model, paths, batch_size=2)
-    from_arrays = extract_embeddings(model, [read_image(p) for p in paths], batch_size=5)
-    assert model.training  # the mode is restored
-    assert from_paths.shape == (5, 1024) and from_paths.dtype == np.float32
-    np.testing.assert_allclose(from_paths, from_arrays, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.linalg.norm(from_paths[:, :512], axis=1), 1.0, rtol=1e-5)
-    assert extract_embeddings(model, []).shape == (0, 1024)
-    with pytest.raises(DecodeError, match="nope.jpg"):
-        extract_embeddings(model, [paths[0], Path("/nonexistent/nope.jpg")])
 
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cuhk03-pair1"

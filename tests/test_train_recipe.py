@@ -20,7 +20,7 @@ from han_deploy.train import TrainConfig, Trainer
 from han_deploy.train.augment import BatchAugment
 from han_deploy.train.cli import config_from_args, parse_args
 from han_deploy.train.memory_cache import ImageCache
-from han_deploy.train.schedule import COSINE_FLOOR, WARMUP_START, fit_epochs, warmup_cosine
+from han_deploy.train.schedule import COSINE_FLOOR, WARMUP_START, fit_epochs, refit_plan, warmup_cosine
 from han_deploy.train.trainer import relabel_subset
 
 
@@ -41,6 +41,13 @@ def test_fit_epochs_spends_the_budget_and_never_less_than_done() -> None:
     assert fit_epochs(10, 0, 0, 50, 0, cap=300) == 1  # a run has at least one epoch
     with pytest.raises(ValueError, match="positive"):
         fit_epochs(600, 0, 1, 0, 0, cap=300)
+
+
+def test_a_budget_plan_shrinks_at_once_and_grows_back_with_a_margin() -> None:
+    assert refit_plan(40, 32) == 32  # slower epochs: the budget is a limit
+    assert refit_plan(32, 33) == 32  # one more fits: noise, keep the plan
+    assert refit_plan(32, 45) == 44  # a slowdown passed: grow back, one epoch short of the fit
+    assert refit_plan(32, 32) == 32
 
 
 def _two_camera_splits(ids: int = 12) -> DatasetSplits:

@@ -332,7 +332,7 @@ def test_concurrent_requests_match_the_local_runtime_and_are_batched(served, onn
     x = preprocess(crops, local.config.preprocess)
     ref = local.infer(x)
     before = _model_stats(served, "han_python")
-    backend = TritonBackend(served.http_url, "han_python", "http")
+    backend = TritonBackend(served.http_url, "han_python", "http").activate()
     results: dict[tuple[int, int], np.ndarray] = {}
     failures: list[BaseException] = []
     start = threading.Barrier(THREADS)
@@ -351,7 +351,7 @@ def test_concurrent_requests_match_the_local_runtime_and_are_batched(served, onn
         th.start()
     for th in threads:
         th.join(timeout=120)
-    backend.close()
+    backend.deactivate()
     assert not failures, failures
     assert len(results) == THREADS * REQUESTS_PER_THREAD
     for (t, r), emb in results.items():

@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         server.start()
         record["server_start_s"] = time.perf_counter() - t0
-        http = TritonBackend(server.http_url, "han_python", "http")
-        grpc = TritonBackend(server.grpc_url, "han_python", "grpc")
+        http = TritonBackend(server.http_url, "han_python", "http").activate()
+        grpc = TritonBackend(server.grpc_url, "han_python", "grpc").activate()
         jpeg = TritonConnection(server.http_url, "han_jpeg", "http")
         ensemble = TritonConnection(server.http_url, "han_ensemble_python", "http")
         streaming = StreamingExtractor(
@@ -295,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         streaming.close()
-        for backend in (http, grpc, jpeg, ensemble):
-            backend.close()
+        http.deactivate()
+        grpc.deactivate()
+        jpeg.close()
+        ensemble.close()
     finally:
         server.stop()
         record["server_log_tail"] = server.final_log[-2000:]

@@ -115,7 +115,7 @@ class TorchRunner(Runner):
             raise ValueError(f"{label}: the model has no cfg.preprocess (its contract), so its input size is unknown")
         self.input_size = (int(pre.input_size[0]), int(pre.input_size[1]))
         # the runtime's torch backend prepares the module (a copy, eval, device, channels_last, compile)
-        prepared = TorchBackend.from_module(model, device, channels_last, compile, name=label)
+        prepared = TorchBackend.from_module(model, device, channels_last, compile, name=label).activate()
         self.model, self.forward = prepared.model, prepared.forward
         if compile and device == "cpu":
             self.note = "torch.compile (inductor) on CPU"
@@ -196,7 +196,7 @@ class BackendRunner(Runner):
         return lambda: infer(x)
 
     def close(self) -> None:
-        self.impl.close()
+        self.impl.deactivate()
 
 
 class ForeignOnnxRunner(Runner):

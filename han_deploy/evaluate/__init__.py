@@ -1,7 +1,8 @@
 """Evaluation stage (numpy only, importable without torch): rank metrics, re-ranking, multi-query pooling.
 
 ``evaluate_features`` is the end-to-end entry point; ``evaluate_rank`` scores a distance matrix
-under the standard re-id protocol (see ``rank.py`` and docs/datasets.md).
+under the standard re-id protocol (see ``rank.py`` and docs/datasets.md). A torch model is scored by
+``han_deploy.evaluate.torch_eval.evaluate_model``, the one module here that imports torch (not imported by this package).
 """
 
 from .distance import l2_normalize, pairwise_distance

@@ -1,8 +1,8 @@
 """``han-eval``: R1, R5, R10, mAP and mINP of a checkpoint on a dataset's query/gallery, with and without re-ranking.
 
-This module imports torch only inside :func:`main` (and only for model-based features), so
-``han_deploy.evaluate`` stays importable without torch. ``--untrained`` and ``--color-histogram`` score
-the two reference points a trained model is compared with.
+This module imports torch only inside :func:`main` (and only for model-based features, through
+:mod:`.torch_eval`), so ``han_deploy.evaluate`` stays importable without torch. ``--untrained`` and
+``--color-histogram`` score the two reference points a trained model is compared with.
 """
 
 from __future__ import annotations
@@ -12,10 +12,15 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .protocol import METRICS, score_features
+import numpy as np
+
+from ..data.records import Record
+from .baseline import NUM_STRIPES, STRIPE_DIM, color_histogram_feature
+from .protocol import METRICS, score_splits
 
 # datasets whose protocol evaluates both camera directions (query <-> gallery) and their mean
 TWO_DIRECTION_DATASETS = ("cuhk03_pair",)
@@ -59,29 +64,17 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _histogram_results(splits, both_directions: bool, rerank: bool, multi_query: str | None) -> dict[str, dict[str, Any]]:
-    """The colour-histogram baseline through the same protocol code as the model (unreadable images skipped)."""
-    import numpy as np
-
-    from .baseline import color_histogram_feature
-
-    def featurize(records):
-        rows, kept = [], []
-        for r in records:
-            try:
-                rows.append(color_histogram_feature(r.path))
-                kept.append(r)
-            except ValueError as exc:
-                logging.getLogger(__name__).warning("skipping %s: %s", r.path, exc)
-        if not rows:
-            raise ValueError(f"none of the {len(records)} images could be read")
-        return np.stack(rows), kept
-
-    qf, query = featurize(splits.query)
-    gf, gallery = featurize(splits.gallery)
-    out = score_features(qf, gf, query, gallery, both_directions, rerank, multi_query)
-    out["skipped_images"] = {"count": len(splits.query) + len(splits.gallery) - len(query) - len(gallery)}
-    return out
+def _histogram_featurize(records: Sequence[Record], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The colour-histogram baseline's features of the readable records, and their indices (unreadable ones logged)."""
+    rows, kept = [], []
+    for i, r in enumerate(records):
+        try:
+            rows.append(color_histogram_feature(r.path))
+            kept.append(i)
+        except ValueError as exc:
+            logging.getLogger(__name__).warning("skipping %s image %s: %s", split, r.path, exc)
+    feats = np.stack(rows) if rows else np.zeros((0, NUM_STRIPES * STRIPE_DIM), np.float32)
+    return feats, np.asarray(kept, dtype=np.int64)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         info |= {"multi_query": args.multi_query, "num_query": len(splits.query), "num_gallery": len(splits.gallery)}
         if args.color_histogram:
             info["features"] = "color_histogram"
-            results = _histogram_results(splits, both, args.rerank, args.multi_query)
+            results = score_splits(_histogram_featurize, splits, both, args.rerank, args.multi_query)
         else:
             import torch
 
             from ..model import create_model, load_checkpoint
-            from ..train.evaluation import evaluate_model
+            from .torch_eval import evaluate_model
 
             if args.threads:
                 torch.set_num_threads(args.threads)

@@ -6,15 +6,18 @@ their features here, so every caller reports the same entries with the same metr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..data.records import Record
+from ..data.records import DatasetSplits, Record
 from .features import evaluate_features
 
 METRICS = ("R1", "R5", "R10", "mAP", "mINP")
+
+# (records, split name) -> (features (n, D) of the readable records, their indices into ``records``)
+Featurize = Callable[[Sequence[Record], str], tuple[np.ndarray, np.ndarray]]
 
 
 def score_features(
@@ -47,6 +50,30 @@ def score_features(
             out["mean" + suffix] = {k: (a[k] + b[k]) / 2 for k in METRICS} | {
                 "num_valid_queries": a["num_valid_queries"] + b["num_valid_queries"]
             }
+    return out
+
+
+def score_splits(
+    featurize: Featurize,
+    splits: DatasetSplits,
+    both_directions: bool = False,
+    rerank: bool = False,
+    multi_query: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Featurize ``splits.query`` and ``splits.gallery`` and score them (see :func:`score_features`).
+
+    Records ``featurize`` leaves out (unreadable images, logged by it) are left out of the ranking;
+    ``result["skipped_images"]["count"]`` counts them. A split with nothing readable raises ``ValueError``.
+    """
+    kept: dict[str, tuple[np.ndarray, list[Record]]] = {}
+    for split, records in (("query", splits.query), ("gallery", splits.gallery)):
+        feats, indices = featurize(records, split)
+        if len(indices) == 0:
+            raise ValueError(f"none of the {len(records)} {split} images could be read (see the warnings above)")
+        kept[split] = feats, [records[i] for i in indices]
+    (q_feats, query), (g_feats, gallery) = kept["query"], kept["gallery"]
+    out = score_features(q_feats, g_feats, query, gallery, both_directions, rerank, multi_query)
+    out["skipped_images"] = {"count": len(splits.query) - len(query) + len(splits.gallery) - len(gallery)}
     return out
 
 

@@ -10,9 +10,9 @@ import traceback
 import warnings
 from pathlib import Path
 
-from ..cli_args import choice_list
+from ..cli_args import choice_list, positive_number
 from . import calibration, parity, quantize
-from .exporter import PRECISIONS, TARGETS, ExportError, ExportOptions, RefusedArtifactsError, run_export
+from .exporter import DEFAULT_PRECISIONS, PRECISIONS, TARGETS, ExportError, ExportOptions, RefusedArtifactsError, run_export
 
 
 def _calib_source(value: str) -> Path | str:
@@ -32,13 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(p)
     _add_int8_args(p)
+    _add_qat_args(p)
     _add_tensorrt_args(p)
     _add_gate_and_output_args(p)
     return p
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--variant", default="medium", help="model variant: small, medium or large (han_* names work too)")
+    from ..model import list_models  # the registry also names the benchmark's comparators: offer HAN variants only
+
+    han = list_models("han_*")
+    short = [name.removeprefix("han_") for name in han]
+    p.add_argument(
+        "--variant",
+        default="medium",
+        choices=short + han,
+        metavar="NAME",
+        help=f"HAN variant: {', '.join(short)} (or {', '.join(han)})",
+    )
     p.add_argument(
         "--checkpoint",
         type=Path,
@@ -48,9 +59,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         type=choice_list(PRECISIONS, "precision"),
-        default=PRECISIONS,
+        default=DEFAULT_PRECISIONS,
         metavar="LIST",
-        help="comma list of fp32, fp16, int8 (int8 writes both INT8 flavours); FP32 is always written",
+        help="comma list of fp32, fp16, int8 (int8 writes both INT8 flavours), int8-fp16 (the TensorRT INT8 model with "
+        "its unquantized layers in FP16, opset 19; also writes int8); FP32 is always written",
     )
     p.add_argument("--fp16-io", action="store_true", help="model.fp16.onnx takes and returns float16 (default: float32 I/O)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16: GridSample)")
@@ -75,6 +87,31 @@ def _add_int8_args(p: argparse.ArgumentParser) -> None:
         default=4,
         metavar="N",
         help="when an INT8 flavour misses its target on calibration crops, keep up to N most harmful layers float (0: off)",
+    )
+
+
+def _add_qat_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--qat-epochs",
+        type=positive_number(int, "--qat-epochs", allow_zero=True),
+        default=0,
+        metavar="N",
+        help="quantization-aware fine-tuning: also write model.int8-qat.onnx, a copy of the checkpoint fake-quantized "
+        "where model.int8.onnx has Q/DQ and distilled N epochs toward the FP32 model's embeddings, gated like it "
+        "(needs --checkpoint, int8 and a folder of crops; 0: off)",
+    )
+    p.add_argument(
+        "--qat-data",
+        type=Path,
+        metavar="DIR",
+        help="--qat-epochs: folder of person crops to fine-tune on (any images, recursive, no labels; the gate's crops "
+        "are left out); none: the --calib-data folder",
+    )
+    p.add_argument(
+        "--qat-lr",
+        type=positive_number(float, "--qat-lr"),
+        metavar="LR",
+        help="--qat-epochs: Adam's peak learning rate, cosine-decayed; none: 1e-5",
     )
 
 
@@ -155,6 +192,14 @@ def _summary(data: dict) -> str:
         kept = a.get("quantization", {}).get("sensitivity", {}).get("kept")
         if kept:
             lines.append(f"  {a['file']}: kept float by the sensitivity pass: {', '.join(kept)}")
+        qat = a.get("quantization", {}).get("qat")
+        if qat:
+            cos = qat["probe_cosine"]
+            lines.append(
+                f"  {a['file']}: QAT {qat['epochs']} epoch(s) on {qat['crops']} crops at lr {qat['lr']:g}; mean cosine vs FP32 "
+                f"on the {cos['crops']} gate crops: PTQ {cos['ptq']:.4f}, QAT {cos['qat']:.4f} "
+                f"({cos['qat_vs_own_fp32']:.4f} vs its own weights)"
+            )
     lines += _gate_lines(data["parity"]["results"])
     for name in data["parity"]["refused"]:
         lines.append(f"  {name}: REFUSED (failed its gate, not written)")
@@ -198,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         targets=tuple(args.target),
         seed=args.seed,
         sensitivity_layers=args.sensitivity_layers,
+        qat_epochs=args.qat_epochs,
+        qat_data=args.qat_data,
+        qat_lr=args.qat_lr,
         strict=args.strict,
         progress=not args.quiet,
     )

@@ -29,7 +29,8 @@ from .onnx_export import MIN_OPSET, export_onnx
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-fp16")  # int8-fp16: the TensorRT INT8 model with an FP16 body, on request
+DEFAULT_PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("triton", "deepstream")
 # artifact file -> (precision, gate kind, INT8 flavour)
 ONNX_FILES = {
@@ -37,8 +38,15 @@ ONNX_FILES = {
     "model.fp16.onnx": ("fp16", "fp16", None),
     "model.int8.onnx": ("int8", "int8", "tensorrt"),
     "model.int8-cpu.onnx": ("int8", "int8-cpu", "cpu"),
+    "model.int8-fp16.onnx": ("int8", "int8", "tensorrt-fp16"),
+    "model.int8-qat.onnx": ("int8", "int8", "tensorrt-qat"),  # --qat-epochs: the TensorRT flavour, fine-tuned
 }
-ENGINE_SOURCES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+ENGINE_SOURCES = {
+    "fp32": "model.onnx",
+    "fp16": "model.fp16.onnx",
+    "int8": "model.int8.onnx",
+    "int8-fp16": "model.int8-fp16.onnx",
+}
 GATE_SAMPLES = 32
 SENSITIVITY_MARGIN = 0.002  # the sensitivity pass aims this far above the gate threshold (probe crops differ)
 SYNTHETIC_CALIBRATION_WARNING = (
@@ -59,7 +67,7 @@ class ExportOptions:
     variant: str = "medium"
     output: Path = Path("export-out")
     checkpoint: Path | None = None
-    precisions: tuple[str, ...] = PRECISIONS
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS
     calib_data: Path | str | None = None  # a folder, or calibration.SYNTHETIC
     calib_method: str = "percentile"
     calib_size: int = 128
@@ -78,6 +86,9 @@ class ExportOptions:
     targets: tuple[str, ...] = ()
     seed: int = 0
     sensitivity_layers: int = 4  # at most this many INT8 layers kept float when a flavour misses its target
+    qat_epochs: int = 0  # quantization-aware fine-tuning epochs for model.int8-qat.onnx (0: off)
+    qat_data: Path | None = None  # QAT: folder of person crops (None: the calib_data folder)
+    qat_lr: float | None = None  # QAT: peak lr (None: qat.DEFAULT_LR)
     strict: bool = False  # a failed gate writes nothing (default: write what passed, refuse what failed)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -104,6 +115,24 @@ def _check_options(opts: ExportOptions) -> None:
         )
     if opts.eval_data is not None and not Path(opts.eval_data).is_dir():
         raise ExportError(f"--eval-data {opts.eval_data} is not a directory")
+    _qat_request(opts)  # fail now, not after the FP32 and PTQ artifacts
+
+
+def _makes_int8(opts: ExportOptions) -> bool:
+    """Whether INT8 models are made: for ``int8``, or for ``int8-fp16`` (made from the TensorRT INT8 model)."""
+    return bool({"int8", "int8-fp16"} & set(opts.precisions))
+
+
+def _qat_request(opts: ExportOptions) -> Any:
+    """The ``--qat-epochs`` request (a ``qat.QATRequest``, None without QAT), or an :class:`ExportError` naming a bad flag."""
+    from . import qat  # imports torch and the trainer's data tools: when an export runs, not for --help
+
+    try:
+        return qat.check_request(
+            opts.qat_epochs, opts.qat_data, opts.calib_data, opts.qat_lr, opts.checkpoint, _makes_int8(opts), opts.seed
+        )
+    except qat.QATError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _profile(opts: ExportOptions, cfg: HANConfig) -> tensorrt_build.BatchProfile:
@@ -119,12 +148,15 @@ def load_model(opts: ExportOptions) -> tuple[Any, bool]:
     """The model to export and whether it carries trained weights; validates ``--checkpoint``."""
     import torch
 
-    from ..model import create_model, load_checkpoint, model_config, read_checkpoint_header
+    from ..model import create_model, list_models, load_checkpoint, model_config, read_checkpoint_header
 
     try:
         wanted = model_config(opts.variant)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
+    if not isinstance(wanted, HANConfig):  # the registry also builds the benchmark's comparator networks
+        han = ", ".join(list_models("han_*"))
+        raise ExportError(f"--variant {opts.variant} is not a HAN variant ({han}): han-export exports HAN models only")
     if opts.checkpoint is None:
         warnings.warn(
             "no --checkpoint: exporting a freshly initialised network (fine for FLOPs and latency, useless for matching); "
@@ -164,7 +196,7 @@ def _select_data(opts: ExportOptions, cfg: HANConfig) -> ExportData:
     except ValueError as exc:
         raise ExportError(f"--eval-data: {exc}") from None
     folder = None if opts.calib_data in (None, calibration.SYNTHETIC) else Path(opts.calib_data)
-    int8 = "int8" in opts.precisions
+    int8 = _makes_int8(opts)
     calib, held = None, None
     if folder is not None and eval_split is None:
         calib, held = calibration.split_crops(folder, opts.calib_size, GATE_SAMPLES, opts.seed)
@@ -202,9 +234,9 @@ def _publish(stage: Path, output: Path, refused: list[str]) -> None:
     """
     for name in refused:
         (output / name).unlink(missing_ok=True)
-        precision = ONNX_FILES[name][0]
-        if ENGINE_SOURCES.get(precision) == name:
-            (output / f"model.{precision}.plan").unlink(missing_ok=True)
+        for precision, source in ENGINE_SOURCES.items():
+            if source == name:
+                (output / f"model.{precision}.plan").unlink(missing_ok=True)
     for item in sorted(stage.iterdir()):
         dest = output / item.name
         if dest.is_dir() and not dest.is_symlink():
@@ -349,10 +381,11 @@ def _export_into(
 
 
 def _write_onnx(stage: Path, opts: ExportOptions, model: Any, flops: int, data: ExportData) -> tuple[list[str], dict[str, Any]]:
-    """FP32, then FP16 and both INT8 flavours as asked; the file names written and the INT8 quantization reports."""
+    """FP32, then FP16, both INT8 flavours and the FP16-body INT8 as asked; the file names written and the INT8 reports."""
     cfg: HANConfig = model.cfg
     log.info("exporting han_%s to FP32 ONNX (opset %d)", cfg.variant, opts.opset)
-    export_onnx(model, stage / "model.onnx", opset=opts.opset, simplify=opts.simplify, flops=flops, precision="fp32")
+    export_fp32 = functools.partial(export_onnx, opset=opts.opset, simplify=opts.simplify, flops=flops, precision="fp32")
+    export_fp32(model, stage / "model.onnx")
     files = ["model.onnx"]
     if "fp16" in opts.precisions:
         from .fp16 import convert_fp16
@@ -364,7 +397,39 @@ def _write_onnx(stage: Path, opts: ExportOptions, model: Any, flops: int, data: 
     if data.calib is not None:
         quant_reports = _quantize(stage, opts, cfg, data.calib)
         files += list(quant_reports)
+    if "int8-fp16" in opts.precisions and "model.int8.onnx" in quant_reports:
+        from .mixed_precision import convert_int8_fp16
+
+        log.info("converting the TensorRT INT8 model's unquantized layers to FP16 (opset 19)")
+        body = convert_int8_fp16(stage / "model.int8.onnx", stage / "model.int8-fp16.onnx")
+        quant_reports["model.int8-fp16.onnx"] = {**quant_reports["model.int8.onnx"], "fp16_body": body}
+        files.append("model.int8-fp16.onnx")
+    if opts.qat_epochs and data.calib is not None:
+        kept = tuple(quant_reports["model.int8.onnx"]["sensitivity"]["kept"])
+        quant_reports["model.int8-qat.onnx"] = _quantization_aware(stage, opts, model, export_fp32, data, kept)
+        files.append("model.int8-qat.onnx")
     return files, quant_reports
+
+
+def _quantization_aware(
+    stage: Path, opts: ExportOptions, model: Any, export_fp32: Any, data: ExportData, kept: tuple[str, ...]
+) -> dict[str, Any]:
+    """model.int8-qat.onnx: ``model`` distilled into a copy with model.int8.onnx's fake quantization and scales.
+
+    See docs/export.md "Quantization-aware fine-tuning".
+    """
+    from . import qat
+
+    assert data.calib is not None  # QAT runs only where the INT8 models were made
+    reader = calibration.CropCalibrationReader(data.calib, model.cfg.preprocess)
+    ptq = (stage / "model.onnx", stage / "model.int8.onnx")
+    out = stage / "model.int8-qat.onnx"
+    try:
+        return qat.quantization_aware_int8(
+            _qat_request(opts), model, ptq, out, reader, export_fp32, data.gate_inputs, kept, opts.progress
+        )
+    except qat.QATError as exc:  # e.g. no readable crop in the folder
+        raise ExportError(str(exc)) from None
 
 
 def _run_gate(
@@ -374,7 +439,8 @@ def _run_gate(
     from ..runtime.backends.torch_backend import TorchBackend
 
     log.info("parity gate: %d artifacts x batch %s on %s", len(files), "/".join(map(str, parity.GATE_BATCHES)), data.gate_source)
-    reference = TorchBackend.from_module(model).infer(data.gate_inputs)
+    with TorchBackend.from_module(model) as torch_reference:
+        reference = torch_reference.infer(data.gate_inputs)
     results = _gate(stage, files, opts, reference, data, enforce)
     for r in results:
         log.info(
@@ -476,7 +542,9 @@ def _triton(stage: Path, opts: ExportOptions, cfg: HANConfig, files: list[str], 
         precision, _, flavour = ONNX_FILES[name]
         artifacts.append(TritonArtifact(stage / name, precision=precision, flavour=flavour))
     for e in engines:
-        if e["built"]:
-            artifacts.append(TritonArtifact(stage / e["file"], precision=e["precision"], max_batch=opts.batch))
+        if e["built"]:  # the int8-fp16 engine is Triton's int8, told apart by its source's flavour
+            precision, _, flavour = ONNX_FILES[e["source"]]
+            named = flavour if precision != e["precision"] else None
+            artifacts.append(TritonArtifact(stage / e["file"], precision=precision, max_batch=opts.batch, flavour=named))
     root = write_triton_repository(stage / "triton", artifacts, config=cfg, max_batch_size=opts.batch)
     return {"repository": str(Path(root).relative_to(stage))}

@@ -104,7 +104,8 @@ def ort_infer(
     if session not in SESSIONS:
         raise ValueError(f"session must be one of {SESSIONS}, got {session!r}")
     optimization = "none" if session == "qdq-simulated" else "all"
-    return OnnxRuntimeBackend(model, device="cpu", threads=threads or None, optimization=optimization, quiet=True).infer
+    backend = OnnxRuntimeBackend(model, device="cpu", threads=threads or None, optimization=optimization, quiet=True)
+    return backend.activate().infer
 
 
 def cosine_parity(

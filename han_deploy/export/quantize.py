@@ -20,7 +20,9 @@ Both keep the stem conv, the crop-grid arithmetic and the embedding tail in floa
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,7 +181,8 @@ def quantize_int8(
         onnx.save(model, str(prepared))
         staged = Path(tmp) / "quantized.onnx"
         reader.rewind()
-        with _float64_histograms():
+        # ONNX Runtime's calibrators print progress to stdout, where han-export --json writes the manifest
+        with _float64_histograms(), contextlib.redirect_stdout(sys.stderr):
             quantize_static(
                 str(prepared),
                 str(staged),

@@ -5,8 +5,10 @@ and type-checked in CI against the ``tensorrt-stubs`` package (``.ci/typecheck-t
 has never run: the machines this project is built on have no GPU and the full TensorRT builder is
 not installable from PyPI there (docs/export.md). Tests that need it skip with that reason.
 
-What it does: a strongly typed network (precision comes from the ONNX: FP16 weights, INT8 Q/DQ;
-TensorRT 11 is always strongly typed and ignores the flag), parsed by the ONNX parser, one
+What it does: a strongly typed network (precision comes from the ONNX: FP16 weights, INT8 Q/DQ,
+and for ``model.int8-fp16.onnx`` INT8 Q/DQ with float16 scales and an FP16 body, so the layers
+outside the INT8 ones run in FP16 rather than FP32, see export/mixed_precision.py; TensorRT 11 is
+always strongly typed and ignores the flag), parsed by the ONNX parser, one
 optimisation profile min/opt/max over the batch axis, a timing cache loaded from a file before and
 saved back to it after every build (so later builds, of other precisions or in later exports, reuse
 the measured tactics), and the serialised plan written via a temporary name. The return values

@@ -1,6 +1,8 @@
-"""HAN model: attention modules, blocks, the network and the timm-style registry."""
+"""HAN model: attention modules, blocks, the network, the timm-style registry (with the benchmark's ResNet50 /
+MobileNetV2 comparators), checkpoints and embeddings of a torch model."""
 
 from ..config import BLOCKS, FEATURES, HANConfig, PreprocessConfig
+from .comparators import ComparatorConfig
 from .han import HAN, AttentionRecord, HANOutput
 from .registry import VARIANT_STRIDES, create_model, list_models, model_config, register_model
 
@@ -9,6 +11,7 @@ __all__ = [
     "FEATURES",
     "HAN",
     "AttentionRecord",
+    "ComparatorConfig",
     "HANConfig",
     "HANOutput",
     "PreprocessConfig",
@@ -20,5 +23,6 @@ __all__ = [
 ]
 
 from .checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint  # noqa: E402
+from .embed import extract_embeddings  # noqa: E402
 
-__all__ += ["load_checkpoint", "read_checkpoint_header", "save_checkpoint"]
+__all__ += ["extract_embeddings", "load_checkpoint", "read_checkpoint_header", "save_checkpoint"]

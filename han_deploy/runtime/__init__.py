@@ -6,13 +6,14 @@ checkpoint) is imported when a backend is loaded, faiss when a gallery is search
 
 from ..contract.decode import DecodeError, read_image
 from ..contract.preprocess import clip_box, crop_box, normalize_batch, preprocess, resize_crop, to_bgr_uint8
-from .backends import ArtifactMismatchError, Backend, ModelFileError, load_backend
+from .backends import ArtifactMismatchError, Backend, BackendInactiveError, ModelFileError, load_backend
 from .extractor import EmbedResult, ExtractionError, Extractor, ItemError, StreamingExtractor
 from .gallery import Gallery, SearchResult
 
 __all__ = [
     "ArtifactMismatchError",
     "Backend",
+    "BackendInactiveError",
     "DecodeError",
     "EmbedResult",
     "ExtractionError",

@@ -187,8 +187,9 @@ class Extractor:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        # a backend passed in is owned from now on: close() closes it
-        self.backend = model if isinstance(model, BaseBackend) else load_backend(model, device=device, **backend_options)
+        # a backend passed in is owned from now on: activated here (if it is not), deactivated by close()
+        backend = model if isinstance(model, BaseBackend) else load_backend(model, device=device, **backend_options)
+        self.backend = backend.activate()
         self.config = self.backend.config
         self.pre = self.config.preprocess
         self.dim = self.config.embedding_dim
@@ -294,7 +295,7 @@ class Extractor:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        self.backend.close()
+        self.backend.deactivate()
 
     def __enter__(self) -> Extractor:
         return self

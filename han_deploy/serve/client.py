@@ -25,6 +25,7 @@ import numpy as np
 
 from ..config import METADATA_KEY, read_contract
 from ..runtime.backends import BaseBackend
+from ..runtime.backends.base import tensor_meta
 from ..runtime.extractor import EmbedResult, Extractor, ItemError, describe
 
 PROTOCOLS = ("http", "grpc")
@@ -105,15 +106,22 @@ class TritonConnection:
 
 
 class TritonBackend(BaseBackend):
-    """A runtime backend that runs each (chunk of a) batch as one Triton request to a tensor-input model."""
+    """A runtime backend that runs each (chunk of a) batch as one Triton request to a tensor-input model.
+
+    Activation connects and reads the contract, input and batch size from the server's model config.
+    """
 
     name = "triton"
+    connection: TritonConnection | None = None
 
     def __init__(
         self, url: str, model: str = "han_python", protocol: str = "http", version: str = "", timeout_s: float = 60.0
     ) -> None:
-        self.connection = TritonConnection(url, model, protocol, version, timeout_s)
+        self.url, self.model, self.protocol, self.version, self.timeout_s = url, model, protocol, version, timeout_s
         self.path = Path(f"{protocol}://{url}/{model}")
+
+    def activate_impl(self) -> None:
+        self.connection = TritonConnection(self.url, self.model, self.protocol, self.version, self.timeout_s)
         self.config, self.contract = self.connection.contract()
         self.input_name = self.contract.get("input_name", self.input_name)
         self.output_name = self.contract.get("output_name", self.output_name)
@@ -121,23 +129,31 @@ class TritonBackend(BaseBackend):
         declared = {t["name"]: t for t in self.connection.config.get("input", [])}
         if self.input_name not in declared:
             raise ValueError(
-                f"model {model!r} has no input {self.input_name!r} (has {sorted(declared)}); is it the encoded-image model?"
+                f"model {self.model!r} has no input {self.input_name!r} (has {sorted(declared)}); is it the encoded-image model?"
             )
-        self._dtype = np.float16 if declared[self.input_name].get("data_type") == "TYPE_FP16" else np.float32
+        spec = declared[self.input_name]
+        dims = [int(d) for d in spec.get("dims", [])]  # JSON configs give int64 dims as strings
+        batch_axis = [-1] if self.max_batch else []  # a batching model's dims leave the batch axis out
+        dtype = np.float16 if spec.get("data_type") == "TYPE_FP16" else np.float32
+        self._inputs = {self.input_name: tensor_meta(batch_axis + dims, dtype)}
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        out = self.connection.infer({self.input_name: batch.astype(self._dtype, copy=False)}, [self.output_name])
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        assert self.connection is not None  # infer() runs infer_impl only while active
+        dtype = self._inputs[self.input_name].dtype
+        out = self.connection.infer({self.input_name: batch.astype(dtype, copy=False)}, [self.output_name])
         return out[self.output_name]
 
-    def close(self) -> None:
-        self.connection.close()
+    def deactivate_impl(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 def triton_extractor(
     url: str, model: str = "han_python", protocol: str = "http", batch_size: int | None = None, **options: Any
 ) -> Extractor:
     """An :class:`Extractor` whose model runs on Triton; ``batch_size`` defaults to the model's ``max_batch_size``."""
-    backend = TritonBackend(url, model, protocol)
+    backend = TritonBackend(url, model, protocol).activate()
     return Extractor(backend, batch_size=batch_size or backend.max_batch or 32, **options)
 
 

@@ -130,4 +130,4 @@ class BatchHandler:
 
     def close(self) -> None:
         if self.backend is not None:
-            self.backend.close()
+            self.backend.deactivate()

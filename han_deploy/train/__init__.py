@@ -1,8 +1,10 @@
-"""Training stage: the paper's recipe (han-train), losses, PK sampler, augmentation, embeddings from torch models."""
+"""Training stage: the paper's recipe (han-train), losses, PK sampler, augmentation.
+
+Embeddings of a torch model: :func:`han_deploy.model.extract_embeddings`; its evaluation:
+:func:`han_deploy.evaluate.torch_eval.evaluate_model`.
+"""
 
 from .dataset import ReidDataset
-from .evaluation import embed_records, evaluate_model
-from .extract import extract_embeddings
 from .losses import batch_hard_triplet, han_losses
 from .sampler import PKSampler
 from .schedule import scaled_milestones
@@ -15,9 +17,6 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "batch_hard_triplet",
-    "embed_records",
-    "evaluate_model",
-    "extract_embeddings",
     "han_losses",
     "scaled_milestones",
     "train",

@@ -1,28 +1,24 @@
 """A torch Dataset over re-id :class:`Record` lists that decodes and preprocesses exactly as the runtime does.
 
-Images are read by :func:`han_deploy.contract.decode.read_image` and go through
-:func:`han_deploy.contract.preprocess.preprocess`, the implementations deployment uses, so a trained model
-never sees a different decode (truncated JPEGs refused), resize, channel order or normalisation in production.
-An unreadable or missing image is logged with its path and skipped (its slot in the batch is dropped);
-the trainer counts the skips per epoch, so nothing fails silently and one bad file never sinks an epoch.
+Images are loaded by :class:`han_deploy.model.embed.CropDataset`, i.e. read by
+:func:`han_deploy.contract.decode.read_image` and put through :func:`han_deploy.contract.preprocess.preprocess`,
+the implementations deployment uses, so a trained model never sees a different decode (truncated JPEGs refused),
+resize, channel order or normalisation in production. An unreadable or missing image is logged with its path and
+skipped (its slot in the batch is dropped); the trainer counts the skips per epoch, so nothing fails silently and
+one bad file never sinks an epoch.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import cv2
 import torch
 from torch.utils.data import Dataset
 
 from ..config import PreprocessConfig
-from ..contract.decode import DecodeError, read_image
-from ..contract.preprocess import preprocess
 from ..data.records import Record
-
-log = logging.getLogger(__name__)
+from ..model.embed import CropDataset
 
 
 class ReidDataset(Dataset):
@@ -32,21 +28,17 @@ class ReidDataset(Dataset):
         if not records:
             raise ValueError(f"the {split} split is empty: no images to load (check --data and --dataset)")
         self.records = list(records)
-        self.pre = pre
-        self.split = split
+        self.crops = CropDataset([r.path for r in self.records], pre, skip_unreadable=True, split=split)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int] | None:
-        rec = self.records[index]
-        try:
-            image = read_image(rec.path)
-            x = preprocess([image], self.pre)[0]
-        except (DecodeError, ValueError, TypeError, cv2.error) as exc:
-            log.warning("skipping %s image %s: %s", self.split, rec.path, exc)
+        loaded = self.crops[index]
+        if loaded is None:
             return None
-        return torch.from_numpy(x), rec.pid, rec.camid, index
+        rec = self.records[index]
+        return loaded[0], rec.pid, rec.camid, index
 
 
 class Batch(NamedTuple):

@@ -41,3 +41,11 @@ def fit_epochs(budget_s: float, spent_s: float, done: int, epoch_s: float, final
         raise ValueError(f"seconds per epoch must be positive, got {epoch_s}")
     more = math.floor((budget_s - spent_s - final_eval_s) / epoch_s)
     return max(1, done, min(cap, done + more))
+
+
+def refit_plan(planned: int, fitted: int) -> int:
+    """A running plan after a refit to ``fitted`` epochs: shrink at once (the budget is a limit), grow back one
+    epoch short of the fit, and only when that adds an epoch (a margin against noise in the epoch time)."""
+    if fitted < planned:
+        return fitted
+    return max(planned, fitted - 1)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import random
+import statistics
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -28,21 +29,22 @@ from tqdm.auto import tqdm
 
 from ..data.records import DatasetSplits, Record
 from ..evaluate.protocol import headline
+from ..evaluate.torch_eval import evaluate_model
 from ..model import HAN, create_model, save_checkpoint
 from .augment import BatchAugment
 from .curves import plot_curves, read_log
 from .dataset import ReidDataset, collate_skip_bad
-from .evaluation import evaluate_model
 from .losses import han_losses
 from .memory_cache import ImageCache
 from .sampler import PKSampler
-from .schedule import PAPER_EPOCHS, fit_epochs, scaled_milestones, warmup_cosine
+from .schedule import PAPER_EPOCHS, fit_epochs, refit_plan, scaled_milestones, warmup_cosine
 from .state import STATE_NAME, load_state, save_state
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("step", "cosine")
+RECENT_EPOCHS = 5  # a budget plan estimates the epochs to come from the median of this many recent ones
 
 
 @dataclass
@@ -178,7 +180,8 @@ class Trainer:
         self.iters_per_epoch = max(1, sum(1 for _ in self._index_batches(1)))
         self.planned_epochs = cfg.epochs  # refitted to the budget after each epoch when there is one
         self.milestones = list(cfg.resolved_milestones(self.planned_epochs))  # step schedule; follows the plan
-        self.spent_s = self.epochs_s = 0.0  # budget bookkeeping: all wall seconds, and those of whole epochs
+        self.spent_s = 0.0  # budget bookkeeping: all wall seconds spent
+        self.epoch_costs: list[float] = []  # wall seconds of each whole epoch (training, checkpoints, periodic evaluations)
         self.eval_s: float | None = None
         self.scheduler = self._build_scheduler()
         self.start_epoch = 1
@@ -238,7 +241,10 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ValueError(f"cannot resume from {self.out / STATE_NAME}: it does not match this run ({exc})") from exc
         budget = state["extra"].get("budget", {})
-        self.spent_s, self.epochs_s = float(budget.get("spent_s", 0.0)), float(budget.get("epochs_s", 0.0))
+        self.spent_s = float(budget.get("spent_s", 0.0))
+        done = int(state["epoch"])  # a state written before per-epoch costs were kept holds only their sum
+        costs = budget.get("epoch_costs", [float(budget.get("epochs_s", 0.0)) / max(done, 1)] * done)
+        self.epoch_costs = [float(c) for c in costs]
         self.eval_s = budget.get("eval_s")
         if self.cfg.budget_minutes is not None and "planned_epochs" in budget:
             self.planned_epochs = min(self.cfg.epochs, int(budget["planned_epochs"]))
@@ -395,15 +401,19 @@ class Trainer:
         entry["eval_label"] = f"{self.cfg.eval_label}: {direction}"
 
     def _replan(self, done: int, fresh: bool = False) -> None:
-        """With a budget, refit the run's length from the measured epoch time (it only shrinks, unless ``fresh``)."""
+        """With a budget, refit the run's length to the recent epoch time (docs/training.md "--budget-minutes").
+
+        The median of the last few epochs estimates the epochs to come, so a passing slowdown (a busy host)
+        neither shortens the run for good nor is ignored while it lasts (:func:`refit_plan`; ``fresh``: refit freely).
+        """
         if self.cfg.budget_minutes is None or (done >= self.planned_epochs and not fresh):
             return
-        epoch_s = self.epochs_s / done
+        epoch_s = statistics.median(self.epoch_costs[-RECENT_EPOCHS:])
         images = len(self.splits.query) + len(self.splits.gallery)
         # without a measured evaluation, estimate it at the training rate (inference is faster: a margin)
         final_eval = self.eval_s if self.eval_s is not None else images * epoch_s / len(self.splits.train)
         fitted = fit_epochs(self.cfg.budget_minutes * 60, self.spent_s, done, epoch_s, final_eval, self.cfg.epochs)
-        self.planned_epochs = fitted if fresh else min(self.planned_epochs, fitted)
+        self.planned_epochs = fitted if fresh else refit_plan(self.planned_epochs, fitted)
         self.milestones[:] = self.cfg.resolved_milestones(self.planned_epochs)
 
     def _save(self, epoch: int, entry: dict[str, Any]) -> None:
@@ -416,7 +426,7 @@ class Trainer:
             self.best_map = entry["eval"]["mAP"]
             save_checkpoint(self.out / "best.safetensors", self.model, meta)
         budget = {"budget_minutes": self.cfg.budget_minutes, "planned_epochs": self.planned_epochs}
-        budget |= {"spent_s": self.spent_s, "epochs_s": self.epochs_s, "eval_s": self.eval_s}
+        budget |= {"spent_s": self.spent_s, "epoch_costs": self.epoch_costs, "eval_s": self.eval_s}
         extra = {"best_map": self.best_map, "run": self._run_info(), "budget": budget}
         save_state(self.out / STATE_NAME, self.model, self.optimizer, self.scheduler, epoch, extra, self.scaler)
         plot_curves(read_log(self.log_path), self.out / "curves.png", title=f"HAN-{self.model.cfg.variant} on {meta['dataset']}")
@@ -433,7 +443,7 @@ class Trainer:
                 self.scheduler.step()
             train_s = time.perf_counter() - start
             self.spent_s += train_s
-            self.epochs_s += train_s
+            self.epoch_costs.append(train_s)
             self._replan(epoch)
             start = time.perf_counter()
             if self._wants_eval(epoch):
@@ -444,7 +454,7 @@ class Trainer:
             rest = time.perf_counter() - start
             self.spent_s += rest
             # an epoch's cost for the plan: training, checkpoint writes and periodic evaluations (not the final one)
-            self.epochs_s += rest - ((self.eval_s or 0.0) if epoch == self.planned_epochs else 0.0)
+            self.epoch_costs[-1] += rest - ((self.eval_s or 0.0) if epoch == self.planned_epochs else 0.0)
             tqdm.write(self._summary(entry))
             epoch += 1
         if not entry and not last.exists():

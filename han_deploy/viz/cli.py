@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Any, str]:
     """The model to draw (checkpoint, or random weights of ``--variant`` with a warning) and a label for titles."""
-    from ..model import create_model, load_checkpoint
+    from ..model import HAN, create_model, load_checkpoint
 
     if args.checkpoint is not None:
         if not args.checkpoint.is_file():
@@ -66,6 +66,8 @@ def load_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tup
         model = create_model(args.variant)
     except ValueError as exc:
         parser.error(f"--variant: {exc}")
+    if not isinstance(model, HAN):
+        parser.error(f"--variant: {args.variant} is not a HAN variant (han_small, han_medium, han_large)")
     print(f"warning: no --checkpoint: drawing {args.variant} with RANDOM weights; the attention means nothing", file=sys.stderr)
     return model.eval(), f"{args.variant} RANDOM weights"
 
@@ -101,7 +103,7 @@ def run_attention(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 def run_rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..data import build_dataset
-    from ..train import extract_embeddings
+    from ..model import extract_embeddings
     from .ranking import render_rankings
 
     if args.top < 1 or args.num_queries < 1:

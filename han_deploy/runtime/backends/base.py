@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -29,9 +30,25 @@ class ArtifactMismatchError(ModelFileError):
     """The model file's sha256 differs from the one its manifest records (changed after export)."""
 
 
+class BackendInactiveError(RuntimeError):
+    """A backend was used before :meth:`BaseBackend.activate` or after :meth:`BaseBackend.deactivate`."""
+
+
+class TensorMeta(NamedTuple):
+    """One input as the session or engine declares it; a dynamic axis (the batch, usually) is None."""
+
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+
+def tensor_meta(shape: Sequence[Any], dtype: Any) -> TensorMeta:
+    """A :class:`TensorMeta` from a declared shape whose dynamic axes are -1, None or a symbolic name."""
+    return TensorMeta(tuple(d if isinstance(d, int) and d >= 0 else None for d in shape), np.dtype(dtype))
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """What every backend offers: metadata, ``infer`` on a preprocessed batch, and ``close``."""
+    """What every backend offers: metadata, the activate/deactivate lifecycle, and ``infer`` on a preprocessed batch."""
 
     name: str
     path: Path
@@ -40,15 +57,31 @@ class Backend(Protocol):
     input_name: str
     max_batch: int | None
 
+    @property
+    def is_active(self) -> bool: ...
+
+    def activate(self) -> Backend: ...
+
+    def deactivate(self) -> None: ...
+
+    def input_metadata(self) -> dict[str, TensorMeta]: ...
+
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def close(self) -> None: ...
+
+_B = TypeVar("_B", bound="BaseBackend")
 
 
 class BaseBackend:
-    """Shared behaviour: input checks, splitting batches beyond ``max_batch``, padding fixed-batch models.
+    """The lifecycle and shared behaviour: input checks, splitting batches beyond ``max_batch``, padding fixed batches.
 
-    Subclasses set the attributes in ``__init__`` and implement :meth:`_run` for one chunk that fits.
+    Construction only records the artifact and options. :meth:`activate` calls :meth:`activate_impl`,
+    which loads the session / engine / module and sets ``config``, ``contract``, ``input_name``,
+    ``max_batch`` (and ``fixed_batch``) and ``_inputs`` from it; :meth:`infer` runs :meth:`infer_impl`
+    on each chunk that fits; :meth:`deactivate` calls :meth:`deactivate_impl`, which releases it
+    (metadata stays readable). Activating an active backend and deactivating an inactive one do nothing,
+    so ``with load_backend(path) as b:`` works on the active backend ``load_backend`` returns
+    (docs/runtime.md, "Lifecycle").
     """
 
     name = "base"
@@ -59,13 +92,42 @@ class BaseBackend:
     output_name = OUTPUT_NAME
     max_batch: int | None = None
     fixed_batch: int | None = None  # a model whose batch axis is static: smaller chunks are zero-padded
+    _inputs: dict[str, TensorMeta]
+    _active = False
+
+    @property
+    def is_active(self) -> bool:
+        return self._active
 
     @property
     def embedding_dim(self) -> int:
         return self.config.embedding_dim
 
+    def activate(self: _B) -> _B:
+        """Load the session / engine (a no-op when active); returns the backend, so ``Backend(p).activate()`` chains."""
+        if not self._active:
+            try:
+                self.activate_impl()
+            except BaseException:
+                self.deactivate_impl()  # release what a partial activation holds
+                raise
+            self._active = True
+        return self
+
+    def deactivate(self) -> None:
+        """Release the session / engine (a no-op when inactive); :meth:`activate` loads it again."""
+        if self._active:
+            self._active = False
+            self.deactivate_impl()
+
+    def input_metadata(self) -> dict[str, TensorMeta]:
+        """Every model input by name, with the shape and dtype its session or engine declares."""
+        self._require_active()
+        return dict(self._inputs)
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) float32 preprocessed batch -> (N, D) float32 embeddings, any N (split as needed)."""
+        self._require_active()
         batch = self._check_input(batch)
         n = batch.shape[0]
         if n == 0:
@@ -78,11 +140,27 @@ class BaseBackend:
             if self.fixed_batch and real < self.fixed_batch:
                 pad = np.zeros((self.fixed_batch - real, *chunk.shape[1:]), dtype=np.float32)
                 chunk = np.concatenate([chunk, pad])
-            outs.append(np.asarray(self._run(np.ascontiguousarray(chunk)), dtype=np.float32)[:real])
+            outs.append(np.asarray(self.infer_impl(np.ascontiguousarray(chunk)), dtype=np.float32)[:real])
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def activate_impl(self) -> None:
+        """Load the session / engine and read the metadata; on an error :meth:`deactivate_impl` runs next."""
         raise NotImplementedError
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        """One contiguous float32 chunk that fits the model -> its embeddings."""
+        raise NotImplementedError
+
+    def deactivate_impl(self) -> None:
+        """Release what :meth:`activate_impl` loaded, also after a partial activation; never raises."""
+        raise NotImplementedError
+
+    def _require_active(self) -> None:
+        if not self._active:
+            raise BackendInactiveError(
+                f"{self.name} backend for {self.path} is not active: call activate() first, or use it as a context "
+                "manager (load_backend returns an active backend)"
+            )
 
     def _check_input(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
@@ -96,17 +174,15 @@ class BaseBackend:
             )
         return batch
 
-    def close(self) -> None:
-        """Release the session / engine; the backend cannot be used afterwards."""
-
-    def __enter__(self) -> BaseBackend:
-        return self
+    def __enter__(self: _B) -> _B:
+        return self.activate()
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.deactivate()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.path.name} variant={self.config.variant} max_batch={self.max_batch}>"
+        state = "active" if self._active else "inactive"
+        return f"<{type(self).__name__} {self.path.name} {state} max_batch={self.max_batch}>"
 
 
 def _sniff(path: Path) -> str | None:
@@ -245,14 +321,15 @@ def load_backend(
     verify: bool = True,
     **options: Any,
 ) -> BaseBackend:
-    """Open a model artifact with the backend its suffix calls for, after checking it against its manifest.
+    """Open a model artifact with the backend its suffix calls for, checked against its manifest, and activate it.
 
     ``.onnx`` -> ONNX Runtime (``providers``/``threads``/``spinning`` apply); ``.engine``/``.plan``/``.trt``
     -> the TensorRT runtime (unverified here, needs an NVIDIA GPU); ``.safetensors`` -> PyTorch, imported
     only now. ``device`` is ``"cpu"``, ``"cuda"``/``"cuda:N"``, or ``"auto"`` (best available); None means
     the artifact's natural device: ``"cpu"`` for ONNX and checkpoints, ``"cuda:0"`` for engines.
     With ``verify`` (the default) the file's sha256 must equal the one recorded in ``manifest`` or in
-    a manifest beside it (:func:`verify_artifact`); ``verify=False`` skips the check.
+    a manifest beside it (:func:`verify_artifact`); ``verify=False`` skips the check. The backend comes
+    back active (ready for ``infer``); construct the backend class itself for an inactive one.
     """
     path = Path(path)
     if path.is_dir():
@@ -267,15 +344,15 @@ def load_backend(
     if suffix in ONNX_SUFFIXES:
         from .onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, device=device or "cpu", providers=providers, threads=threads, **options)
+        return OnnxRuntimeBackend(path, device=device or "cpu", providers=providers, threads=threads, **options).activate()
     if suffix in ENGINE_SUFFIXES:
         from .tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(path, device=device or "cuda:0", **options)
+        return TensorRTBackend(path, device=device or "cuda:0", **options).activate()
     if suffix in CHECKPOINT_SUFFIXES:
         from .torch_backend import TorchBackend
 
-        return TorchBackend(path, device=device or "cpu", threads=threads, **options)
+        return TorchBackend(path, device=device or "cpu", threads=threads, **options).activate()
     known = ", ".join(ONNX_SUFFIXES + ENGINE_SUFFIXES + CHECKPOINT_SUFFIXES)
     looks = _sniff(path)
     hint = f"; it looks like {looks}" if looks else ""

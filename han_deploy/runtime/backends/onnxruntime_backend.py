@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from ...config import INPUT_NAME, OUTPUT_NAME, read_contract
-from .base import BaseBackend, ModelFileError, read_manifest_contract, wrong_kind_error
+from ...config import INPUT_NAME, OUTPUT_NAME, HANConfig, read_contract
+from .base import BaseBackend, ModelFileError, read_manifest_contract, tensor_meta, wrong_kind_error
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
 OPTIMIZATION_LEVELS = ("all", "extended", "basic", "none")
+INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}  # what a float batch can feed
 
 
 def create_session(
@@ -82,10 +83,11 @@ class OnnxRuntimeBackend(BaseBackend):
     ``optimization="none"`` runs the graph as written (the parity gate's TensorRT Q/DQ simulation);
     ``quiet`` logs ONNX Runtime errors only. ``spinning=False`` sets ``session.intra_op.allow_spinning=0``:
     worker threads sleep instead of busy-waiting, which matters when the CPU is shared (with decode
-    threads or another session).
+    threads or another session). The options are checked when :meth:`activate` builds the session.
     """
 
     name = "onnxruntime"
+    session: Any = None  # the InferenceSession while active
 
     def __init__(
         self,
@@ -97,55 +99,69 @@ class OnnxRuntimeBackend(BaseBackend):
         optimization: str = "all",
         quiet: bool = False,
     ) -> None:
-        import onnxruntime as ort
-
-        if optimization not in OPTIMIZATION_LEVELS:
-            raise ValueError(f"optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {optimization!r}")
         self.path = Path(path)
-        available = ort.get_available_providers()
-        if providers is None:
-            chosen: list[Any] = default_providers(device, available)
-            if ":" in device:
-                dev_id = device.split(":", 1)[1]
-                chosen = [(p, {"device_id": dev_id}) if p in GPU_PROVIDERS else p for p in chosen]
-        else:
-            missing = [p for p in providers if p not in available]
+        self.device, self.requested_providers = device, providers
+        self.threads, self.spinning, self.optimization, self.quiet = threads, spinning, optimization, quiet
+
+    def _choose_providers(self, available: list[str]) -> list[Any]:
+        """The providers asked for (all must exist), else the device's defaults with its ``device_id``."""
+        if self.requested_providers is not None:
+            missing = [p for p in self.requested_providers if p not in available]
             if missing:
                 raise RuntimeError(f"ONNX Runtime providers not available: {', '.join(missing)} (has {', '.join(available)})")
-            chosen = list(providers)
+            return list(self.requested_providers)
+        chosen: list[Any] = default_providers(self.device, available)
+        if ":" in self.device:
+            dev_id = self.device.split(":", 1)[1]
+            chosen = [(p, {"device_id": dev_id}) if p in GPU_PROVIDERS else p for p in chosen]
+        return chosen
+
+    def activate_impl(self) -> None:
+        """Build the session, then read the contract and the input/output names, shapes and types from it."""
+        import onnxruntime as ort
+
+        chosen = self._choose_providers(ort.get_available_providers())
         try:
-            self.session = create_session(self.path, chosen, threads, spinning, optimization, quiet=quiet)
+            self.session = create_session(self.path, chosen, self.threads, self.spinning, self.optimization, quiet=self.quiet)
+        except ValueError:  # a bad option (create_session checks them) or provider list: not the file's fault
+            raise
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
             raise wrong_kind_error(self.path, "ONNX model", str(exc).splitlines()[0] if str(exc) else exc) from exc
-        meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        try:
-            self.config, self.contract = read_contract(meta)
-        except ValueError:
-            try:
-                self.config, self.contract, _ = read_manifest_contract(self.path)
-            except ModelFileError as exc:
-                raise ModelFileError(f"{self.path} has no han-deploy contract in its metadata_props, and {exc}") from None
-        inputs = self.session.get_inputs()
-        names = [i.name for i in inputs]
+        self.config, self.contract = self._read_contract()
+        self._inputs = {i.name: tensor_meta(i.shape, self._numpy_type(i.name, i.type)) for i in self.session.get_inputs()}
         self.input_name = self.contract.get("input_name", INPUT_NAME)
-        if self.input_name not in names:
-            if len(inputs) != 1:
-                raise ModelFileError(f"{self.path}: no input named {self.input_name!r} (inputs: {names})")
-            self.input_name = names[0]
+        if self.input_name not in self._inputs:
+            if len(self._inputs) != 1:
+                raise ModelFileError(f"{self.path}: no input named {self.input_name!r} (inputs: {list(self._inputs)})")
+            self.input_name = next(iter(self._inputs))
         outputs = [o.name for o in self.session.get_outputs()]
         wanted = self.contract.get("output_name", OUTPUT_NAME)
         self.output_name = wanted if wanted in outputs else outputs[0]
-        batch_dim = next(i for i in inputs if i.name == self.input_name).shape[0]
-        self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
-        self.max_batch = self.fixed_batch
+        self.fixed_batch = self.max_batch = self._inputs[self.input_name].shape[0] or None
         self.providers = self.session.get_providers()
-        in_type = next(i for i in inputs if i.name == self.input_name).type
-        self._input_dtype = np.float16 if "float16" in in_type else np.float32
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        if self._input_dtype is not np.float32:
-            batch = batch.astype(self._input_dtype)
+    def _read_contract(self) -> tuple[HANConfig, dict[str, Any]]:
+        """The contract in the session's ``metadata_props``, else in a manifest beside the file."""
+        try:
+            return read_contract(dict(self.session.get_modelmeta().custom_metadata_map))
+        except ValueError:
+            try:
+                config, contract, _ = read_manifest_contract(self.path)
+            except ModelFileError as exc:
+                raise ModelFileError(f"{self.path} has no han-deploy contract in its metadata_props, and {exc}") from None
+            return config, contract
+
+    def _numpy_type(self, name: str, onnx_type: str) -> np.dtype:
+        """The numpy type of an input the session declares as ``tensor(float)`` or ``tensor(float16)``."""
+        if onnx_type not in INPUT_TYPES:
+            raise ModelFileError(f"{self.path.name}: input {name!r} is {onnx_type}; a han-deploy model takes float32 or float16")
+        return np.dtype(INPUT_TYPES[onnx_type])
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        dtype = self._inputs[self.input_name].dtype
+        if dtype != np.float32:  # a float16-I/O graph: the contract's float32 batch is cast at the model's boundary
+            batch = batch.astype(dtype)
         return self.session.run([self.output_name], {self.input_name: batch})[0]
 
-    def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+    def deactivate_impl(self) -> None:
+        self.session = None

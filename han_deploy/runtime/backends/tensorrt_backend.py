@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...config import OUTPUT_NAME
-from .base import BaseBackend, ModelFileError, read_manifest_contract, wrong_kind_error
+from .base import BaseBackend, ModelFileError, read_manifest_contract, tensor_meta, wrong_kind_error
 
 if TYPE_CHECKING:  # the types only; TensorRT itself is imported once a GPU has been seen
     import tensorrt
@@ -116,20 +116,19 @@ class TensorRTBackend(BaseBackend):
         self.path = Path(path)
         if device == "cpu":
             raise TensorRTUnavailable(f"{self.path.name} is a TensorRT engine: it runs on an NVIDIA GPU only, not device='cpu'")
+        self.device, self.profile = device, profile
+        self._stream: Any = None
+        self._buffers: dict[str, int] = {}
+
+    def activate_impl(self) -> None:
+        """Read the manifest's contract, check for a GPU and TensorRT, then open the engine on the device."""
         self.config, self.contract, self.manifest_path = read_manifest_contract(self.path)
-        cudart = _cudart()
+        self._cudart = cudart = _cudart()
         if gpu_count() == 0:
             raise TensorRTUnavailable(f"no CUDA GPU found: cannot run TensorRT engine {self.path.name}; {UNVERIFIED}")
         _require_tensorrt()
-        _check(cudart.cudaSetDevice(int(device.split(":", 1)[1]) if ":" in device else 0))
-        self._cudart = cudart
-        self._stream: Any = None
-        self._buffers: dict[str, int] = {}
-        try:
-            self._open(profile)
-        except Exception:
-            self.close()
-            raise
+        _check(cudart.cudaSetDevice(int(self.device.split(":", 1)[1]) if ":" in self.device else 0))
+        self._open(self.profile)
 
     def _open(self, profile: int) -> None:
         """Deserialise the engine, select ``profile``, and bind a buffer sized from the engine to every I/O tensor."""
@@ -159,7 +158,8 @@ class TensorRTBackend(BaseBackend):
             dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         except TypeError as exc:  # BF16, FP8, INT4 I/O: no numpy type to hold them
             raise ModelFileError(f"{self.path.name}: an I/O tensor has a type numpy cannot hold ({exc})") from exc
-        self._in_dtype, self._out_dtype = dtypes[self.input_name], dtypes[self.output_name]
+        self._inputs = {n: tensor_meta(_ints(engine.get_tensor_shape(n)), dtypes[n]) for n in inputs}
+        self._out_dtype = dtypes[self.output_name]
         self._bind(context, shapes, dtypes)
 
     def _pick_output(self, outputs: list[str]) -> str:
@@ -223,21 +223,16 @@ class TensorRTBackend(BaseBackend):
             if not context.set_tensor_address(name, self._buffers[name]):
                 raise RuntimeError(f"TensorRT rejected the device address of {name} in {self.path.name}")
 
-    def _live_context(self) -> tensorrt.IExecutionContext:
-        """The execution context; an error once the backend is closed."""
-        if self._context is None:
-            raise RuntimeError(f"the TensorRT backend for {self.path.name} is closed")
-        return self._context
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         """One chunk that fits the profile: padded up to its minimum batch, copied in, run, copied out."""
         import tensorrt as trt
 
-        context, cudart = self._live_context(), self._cudart
+        context, cudart = self._context, self._cudart
+        assert context is not None  # infer() runs infer_impl only while active
         real = batch.shape[0]
         if real < self.min_batch:  # below the profile's minimum: pad
             batch = np.concatenate([batch, np.zeros((self.min_batch - real, *batch.shape[1:]), np.float32)])
-        host_in = np.ascontiguousarray(batch, dtype=self._in_dtype)
+        host_in = np.ascontiguousarray(batch, dtype=self._inputs[self.input_name].dtype)
         if not context.set_input_shape(self.input_name, trt.Dims(list(host_in.shape))):
             raise RuntimeError(
                 f"TensorRT rejected input shape {host_in.shape} for {self.path.name} "
@@ -256,7 +251,7 @@ class TensorRTBackend(BaseBackend):
         _check(cudart.cudaStreamSynchronize(self._stream))
         return host_out[:real].astype(np.float32)
 
-    def close(self) -> None:
+    def deactivate_impl(self) -> None:
         """Release the context, engine and runtime (in that order), then the device buffers and the stream."""
         self._context = None
         self._engine = None

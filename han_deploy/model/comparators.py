@@ -1,4 +1,6 @@
-"""Two reference re-id networks for the benchmark, written from their papers' layer tables.
+"""Two reference re-id networks the benchmark compares HAN with, written from their papers' layer tables.
+
+Registered in the model registry (:mod:`.registry`): ``create_model("resnet50")``, ``create_model("mobilenetv2")``.
 
 - **ResNet50** (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, Table 1, the
   50-layer column): conv1 7x7/2 64, 3x3/2 max pool, then bottleneck stages conv2_x..conv5_x of
@@ -17,7 +19,8 @@
 Both end in the usual re-id head: global average pool -> BatchNorm1d ("BNNeck", Luo et al. 2019)
 -> embedding (optionally a Linear embedding of ``embed_dim`` first, as torchreid's ``*_fc512``),
 L2-normalised in eval mode, the classifier's logits and the feature in train mode. Input 160x64 by
-default, like HAN. Only the timing and FLOPs of these networks are used here (no weights are trained).
+default, like HAN (override ``preprocess``). Only the timing and FLOPs of these networks are used (no
+weights are trained).
 
 The configs duck-type what :func:`han_deploy.export.export_onnx` reads (``variant``, ``preprocess``,
 ``embedding_dim``, ``embedding_layout``, ``to_dict``), so the benchmark exports them with the
@@ -28,30 +31,28 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import PreprocessConfig
 
-COMPARATORS = ("resnet50", "mobilenetv2")
-
 
 @dataclass(frozen=True)
 class ComparatorConfig:
     """What a comparator is, and the preprocessing contract its exported artifacts carry."""
 
+    FEAT_DIM: ClassVar[int]  # channels of the pooled backbone feature, per network
+
     variant: str
-    feat_dim: int  # channels of the pooled backbone feature (2048 / 1280)
     embed_dim: int | None = None  # optional Linear embedding after the pool
     num_classes: int = 0
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def embedding_dim(self) -> int:
-        return self.embed_dim or self.feat_dim
+        return self.embed_dim or self.FEAT_DIM
 
     @property
     def embedding_layout(self) -> str:
@@ -59,6 +60,32 @@ class ComparatorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ResNet50Config(ComparatorConfig):
+    """ResNet50: where the downsampling stride sits in a bottleneck (``"3x3"`` or ``"1x1"``), and the last stage's stride."""
+
+    FEAT_DIM: ClassVar[int] = 2048
+
+    variant: str = "resnet50"
+    stride_in: str = "3x3"
+    last_stride: int = 2
+
+    def __post_init__(self) -> None:
+        if self.stride_in not in ("1x1", "3x3"):
+            raise ValueError(f"stride_in must be '1x1' or '3x3', got {self.stride_in!r}")
+        if self.last_stride not in (1, 2):
+            raise ValueError(f"last_stride must be 1 or 2, got {self.last_stride}")
+
+
+@dataclass(frozen=True)
+class MobileNetV2Config(ComparatorConfig):
+    """MobileNetV2 at width 1.0 (no options beyond the common ones)."""
+
+    FEAT_DIM: ClassVar[int] = 1280
+
+    variant: str = "mobilenetv2"
 
 
 class ReIDHead(nn.Module):
@@ -133,21 +160,17 @@ class ResNet50ReID(nn.Module):
     # conv2_x .. conv5_x: (bottleneck width, blocks, stride of the first block)
     STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
 
-    def __init__(self, cfg: ComparatorConfig, stride_in: str = "3x3", last_stride: int = 2) -> None:
+    def __init__(self, cfg: ResNet50Config) -> None:
         super().__init__()
-        if stride_in not in ("1x1", "3x3"):
-            raise ValueError(f"stride_in must be '1x1' or '3x3', got {stride_in!r}")
-        if last_stride not in (1, 2):
-            raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
         self.cfg = cfg
         self.stem = nn.Sequential(_conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1))
         blocks: list[nn.Module] = []
         c_in = 64
         for i, (width, n, stride) in enumerate(self.STAGES):
             if i == len(self.STAGES) - 1:
-                stride = last_stride
+                stride = cfg.last_stride
             for j in range(n):
-                blocks.append(Bottleneck(c_in, width, stride if j == 0 else 1, stride_in))
+                blocks.append(Bottleneck(c_in, width, stride if j == 0 else 1, cfg.stride_in))
                 c_in = width * Bottleneck.expansion
         self.body = nn.Sequential(*blocks)
         self.head = ReIDHead(c_in, cfg.embed_dim, cfg.num_classes)
@@ -183,9 +206,8 @@ class MobileNetV2ReID(nn.Module):
 
     # (expansion t, output channels c, repeats n, stride s of the first repeat)
     SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
-    LAST_CHANNELS = 1280
 
-    def __init__(self, cfg: ComparatorConfig) -> None:
+    def __init__(self, cfg: MobileNetV2Config) -> None:
         super().__init__()
         self.cfg = cfg
         layers: list[nn.Module] = [_conv_bn(3, 32, 3, 2, act=nn.ReLU6)]
@@ -194,35 +216,10 @@ class MobileNetV2ReID(nn.Module):
             for j in range(n):
                 layers.append(InvertedResidual(c_in, c, s if j == 0 else 1, t))
                 c_in = c
-        layers.append(_conv_bn(c_in, self.LAST_CHANNELS, 1, act=nn.ReLU6))
+        layers.append(_conv_bn(c_in, cfg.FEAT_DIM, 1, act=nn.ReLU6))
         self.body = nn.Sequential(*layers)
-        self.head = ReIDHead(self.LAST_CHANNELS, cfg.embed_dim, cfg.num_classes)
+        self.head = ReIDHead(cfg.FEAT_DIM, cfg.embed_dim, cfg.num_classes)
         _init(self)
 
     def forward(self, x: Tensor) -> Any:
         return self.head(self.body(x))
-
-
-def create_comparator(
-    name: str,
-    input_size: tuple[int, int] | None = None,
-    embed_dim: int | None = None,
-    num_classes: int = 0,
-    **options: Any,
-) -> nn.Module:
-    """``create_comparator("resnet50")`` or ``("mobilenetv2")``; ``options`` go to the network (e.g. ``last_stride=1``).
-
-    ``input_size`` (H, W) defaults to HAN's preprocessing contract (:class:`PreprocessConfig`).
-    """
-    pre = PreprocessConfig()
-    if input_size is not None:
-        pre = dataclasses.replace(pre, input_size=(int(input_size[0]), int(input_size[1])))
-    if name == "resnet50":
-        cfg = ComparatorConfig(name, 2048, embed_dim, num_classes, pre, tuple(sorted(options.items())))
-        return ResNet50ReID(cfg, **options)
-    if name == "mobilenetv2":
-        if options:
-            raise TypeError(f"mobilenetv2 takes no options, got {', '.join(options)}")
-        cfg = ComparatorConfig(name, MobileNetV2ReID.LAST_CHANNELS, embed_dim, num_classes, pre)
-        return MobileNetV2ReID(cfg)
-    raise ValueError(f"unknown comparator {name!r}; choose from {', '.join(COMPARATORS)}")
