@@ -94,7 +94,8 @@ class ExportOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_options(opts: ExportOptions) -> None:
+def _check_options(opts: ExportOptions) -> Any:
+    """Refuse bad flags before anything is exported; return the checked QAT request (None without --qat-epochs)."""
     if opts.opset < MIN_OPSET:
         raise ExportError(f"--opset {opts.opset} is too old: HAN needs GridSample, which ONNX has from opset {MIN_OPSET}")
     unknown = set(opts.precisions) - set(PRECISIONS)
@@ -115,7 +116,7 @@ def _check_options(opts: ExportOptions) -> None:
         )
     if opts.eval_data is not None and not Path(opts.eval_data).is_dir():
         raise ExportError(f"--eval-data {opts.eval_data} is not a directory")
-    _qat_request(opts)  # fail now, not after the FP32 and PTQ artifacts
+    return _qat_request(opts)  # checked now, not after the FP32 and PTQ artifacts; kept for the QAT step
 
 
 def _makes_int8(opts: ExportOptions) -> bool:
@@ -178,13 +179,14 @@ def load_model(opts: ExportOptions) -> tuple[Any, bool]:
 
 @dataclass
 class ExportData:
-    """What calibrates INT8 and what the gate compares on, each with where it came from."""
+    """What calibrates INT8, what QAT fine-tunes on and what the gate compares on, each with where it came from."""
 
     calib: list[np.ndarray] | None
     calib_source: str | None
     gate_inputs: np.ndarray
     gate_source: str
     eval_split: tuple[np.ndarray, np.ndarray, dict] | None
+    qat: Any = None  # the checked --qat-epochs request (qat.QATRequest), None without QAT
 
 
 def _select_data(opts: ExportOptions, cfg: HANConfig) -> ExportData:
@@ -259,7 +261,7 @@ def run_export(opts: ExportOptions) -> dict[str, Any]:
     (FP32 failed, or ``strict``); :class:`RefusedArtifactsError` when the artifacts that passed were written
     and the ones that failed were refused.
     """
-    _check_options(opts)
+    qat_request = _check_options(opts)
     output = Path(opts.output)
     model, trained = load_model(opts)
     cfg: HANConfig = model.cfg
@@ -268,6 +270,7 @@ def run_export(opts: ExportOptions) -> dict[str, Any]:
         data = _select_data(opts, cfg)
     except calibration.CalibrationDataError as exc:
         raise ExportError(f"--calib-data: {exc}") from None
+    data.qat = qat_request
     stage = _stage_dir(output)
     try:
         result, results = _export_into(stage, opts, model, trained, profile, data)
@@ -404,7 +407,7 @@ def _write_onnx(stage: Path, opts: ExportOptions, model: Any, flops: int, data: 
         body = convert_int8_fp16(stage / "model.int8.onnx", stage / "model.int8-fp16.onnx")
         quant_reports["model.int8-fp16.onnx"] = {**quant_reports["model.int8.onnx"], "fp16_body": body}
         files.append("model.int8-fp16.onnx")
-    if opts.qat_epochs and data.calib is not None:
+    if data.qat is not None and data.calib is not None:
         kept = tuple(quant_reports["model.int8.onnx"]["sensitivity"]["kept"])
         quant_reports["model.int8-qat.onnx"] = _quantization_aware(stage, opts, model, export_fp32, data, kept)
         files.append("model.int8-qat.onnx")
@@ -425,9 +428,7 @@ def _quantization_aware(
     ptq = (stage / "model.onnx", stage / "model.int8.onnx")
     out = stage / "model.int8-qat.onnx"
     try:
-        return qat.quantization_aware_int8(
-            _qat_request(opts), model, ptq, out, reader, export_fp32, data.gate_inputs, kept, opts.progress
-        )
+        return qat.quantization_aware_int8(data.qat, model, ptq, out, reader, export_fp32, data.gate_inputs, kept, opts.progress)
     except qat.QATError as exc:  # e.g. no readable crop in the folder
         raise ExportError(str(exc)) from None
 
