@@ -1,37 +1,39 @@
-"""Collect han-train runs and han-eval results into benchmarks/training/: metric tables (Markdown), logs, curves.
+"""Collect the recorded han-eval results and training logs under benchmarks/training/ into results.md and a plot.
 
-Usage: python benchmarks/training/summarize.py  (reads the JSON files named in ROWS and the runs in RUNS,
-writes results.md next to this file). Only numbers and plots are copied, never images of a dataset.
+Usage: python benchmarks/training/summarize.py  (reads the JSON files named in ROWS and the logs in RUNS,
+all committed next to this file, and writes results.md and cuhk03_pair1/budget.png). Only numbers and
+plots are read and written, never images of a dataset; the commands that made each file are in README.md.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-# (table, row label, source): a han-eval JSON written by the commands in README.md, or "log:RUN" for the last
-# evaluation in RUN's train_log.jsonl; "A|B" takes the first that exists
+SYNTH = "synthetic (han-synth --ids 100 --cameras 6 --seed 0), query -> gallery"
+CUHK03 = "real CUHK03 pair 1, test split (README protocol: mean of a->b and b->a; seed 0, one run each)"
+# (table, row label, han-eval JSON relative to HERE)
 ROWS = [
-    ("synthetic (han-synth --ids 100 --cameras 6 --seed 0), query -> gallery", "colour histogram", "synth100_histogram.json"),
-    (
-        "synthetic (han-synth --ids 100 --cameras 6 --seed 0), query -> gallery",
-        "HAN-small, untrained",
-        "synth100_untrained_small.json",
-    ),
-    (
-        "synthetic (han-synth --ids 100 --cameras 6 --seed 0), query -> gallery",
-        "HAN-small, trained",
-        "synth100_trained_small.json|log:runs/synth-small",
-    ),
-    ("real CUHK03 pair 1 (README protocol: mean of a->b and b->a)", "colour histogram", "cuhk03_pair_histogram.json"),
-    ("real CUHK03 pair 1 (README protocol: mean of a->b and b->a)", "HAN-small, untrained", "cuhk03_pair_untrained_small.json"),
-    ("real CUHK03 pair 1 (README protocol: mean of a->b and b->a)", "HAN-small, trained", "log:runs/cuhk03-small"),
+    (SYNTH, "colour histogram", "synth100_histogram.json"),
+    (SYNTH, "HAN-small, untrained", "synth100_untrained_small.json"),
+    (SYNTH, "HAN-small, trained", "synth100_trained_small.json"),
+    (CUHK03, "colour histogram", "cuhk03_pair1/histogram.json"),
+    (CUHK03, "HAN-small, untrained", "cuhk03_pair1/untrained_small.json"),
+    (CUHK03, "HAN-small, --recipe fast, 95-minute budget", "cuhk03_pair1/small_fast_95min.json"),
+    (CUHK03, "HAN-small, --recipe fast, 140-minute budget", "cuhk03_pair1/small_fast_140min.json"),
+    (CUHK03, "HAN-medium, --recipe fast, 140-minute budget", "cuhk03_pair1/medium_fast_140min.json"),
+    (CUHK03, "HAN-large, --recipe fast, 140-minute budget", "cuhk03_pair1/large_fast_140min.json"),
 ]
-# (run folder under ROOT, name of its copies here)
-RUNS = [("runs/synth-small", "synth100_small"), ("runs/cuhk03-small", "cuhk03_pair_small")]
+# (run label, train_log.jsonl relative to HERE): the CUHK03 runs are also drawn in cuhk03_pair1/budget.png
+RUNS = [
+    ("synthetic HAN-small, paper recipe", "synth100_small_train_log.jsonl"),
+    ("CUHK03 HAN-small, fast, 95 min", "cuhk03_pair1/small_fast_95min_train_log.jsonl"),
+    ("CUHK03 HAN-small, fast, 140 min", "cuhk03_pair1/small_fast_140min_train_log.jsonl"),
+    ("CUHK03 HAN-medium, fast, 140 min", "cuhk03_pair1/medium_fast_140min_train_log.jsonl"),
+    ("CUHK03 HAN-large, fast, 140 min", "cuhk03_pair1/large_fast_140min_train_log.jsonl"),
+]
+PLOTTED = [run for run in RUNS if "140 min" in run[0]]
 METRICS = ("R1", "R5", "R10", "mAP", "mINP")
 
 
@@ -40,20 +42,19 @@ def _pct(x: float) -> str:
 
 
 def _results(name: str) -> dict | None:
-    """The ``results`` of a han-eval JSON, or of the last evaluated epoch of a run's train_log.jsonl."""
-    if "|" in name:
-        return next((r for r in map(_results, name.split("|")) if r is not None), None)
-    if name.startswith("log:"):
-        log = ROOT / name[4:] / "train_log.jsonl"
-        if not log.exists():
-            return None
-        evaluated = [e for e in map(json.loads, log.read_text().splitlines()) if "eval_all" in e]
-        return evaluated[-1]["eval_all"] if evaluated else None
+    """The ``results`` of a han-eval JSON, None when that file was not recorded."""
     path = HERE / name
     return json.loads(path.read_text())["results"] if path.exists() else None
 
 
+def _log(name: str) -> list[dict]:
+    """The epochs of a recorded train_log.jsonl, [] when it was not recorded."""
+    path = HERE / name
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def metric_tables() -> str:
+    """One Markdown table per dataset: each recorded model's metrics, with the per-direction rows of CUHK03."""
     out: list[str] = []
     current = None
     for table, label, name in ROWS:
@@ -74,35 +75,64 @@ def metric_tables() -> str:
 
 
 def run_summaries() -> str:
+    """One Markdown row per recorded run: epochs, wall and CPU minutes, median speed, last loss and accuracy."""
     out = [
         "",
-        "| run | epochs run (lr of each) | wall time | CPU time | images/s (wall) | last loss | last train acc (global/local) |",
+        "| run | epochs | wall time | CPU time | images/s (median epoch) | last loss | last train acc (global/local) |",
         "|---" * 7 + "|",
     ]
-    for folder, name in RUNS:
-        run = ROOT / folder
-        log = run / "train_log.jsonl"
-        if not log.exists():
+    for label, name in RUNS:
+        entries = _log(name)
+        if not entries:
             continue
-        entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        shutil.copy(log, HERE / f"{name}_train_log.jsonl")
-        if (run / "curves.png").exists():
-            shutil.copy(run / "curves.png", HERE / f"{name}_curves.png")
-        shutil.copy(run / "config.json", HERE / f"{name}_config.json")
         wall = sum(e["seconds"] for e in entries)
         cpu = f"{sum(e['cpu_seconds'] for e in entries) / 60:.1f} min" if all("cpu_seconds" in e for e in entries) else "n/a"
-        images = sum(e["images"] for e in entries)
-        lrs = ", ".join(f"{e['lr']:g}" for e in entries)
+        speeds = sorted(e["images"] / e["seconds"] for e in entries)
         last = entries[-1]
         out.append(
-            f"| {folder} | {len(entries)} (lr {lrs}) | {wall / 60:.1f} min | {cpu} | {images / wall:.1f} | "
+            f"| {label} | {len(entries)} | {wall / 60:.1f} min | {cpu} | {speeds[len(speeds) // 2]:.1f} | "
             f"{last['loss']['total']:.3f} | {_pct(last['train_acc']['global'])} / {_pct(last['train_acc']['local'])} % |"
         )
     return "\n".join(out)
 
 
+def plot_budget(path: Path) -> bool:
+    """Training loss and accuracy against wall minutes for the 140-minute CUHK03 runs, test R1 / mAP in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [(label, entries) for label, entries in ((lb, _log(n)) for lb, n in PLOTTED) if entries]
+    if not runs:
+        return False
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, entries in runs:
+        minutes, total = [], 0.0
+        for e in entries:
+            total += e["seconds"] / 60
+            minutes.append(total)
+        final = next((e["eval"] for e in reversed(entries) if "eval" in e), None)
+        score = f": test R1 {_pct(final['R1'])} / mAP {_pct(final['mAP'])}" if final else ""
+        name = f"{label.removeprefix('CUHK03 ')} ({len(entries)} epochs){score}"
+        ax_loss.plot(minutes, [e["loss"]["total"] for e in entries], marker=".", label=name)
+        ax_acc.plot(minutes, [100 * e["train_acc"]["global"] for e in entries], marker=".", label=name)
+    ax_loss.set(xlabel="wall minutes (2-core CPU)", ylabel="training loss (both branches)", title="loss")
+    ax_acc.set(xlabel="wall minutes (2-core CPU)", ylabel="training accuracy, global branch (%)", title="accuracy")
+    ax_acc.legend(fontsize=8, loc="lower right")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    fig.suptitle("CUHK03 pair 1, --recipe fast, --budget-minutes 140: what each variant does with the same minutes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def main() -> None:
     text = "# Training results (generated by summarize.py)\n" + metric_tables() + "\n\n## Runs\n" + run_summaries() + "\n"
+    if plot_budget(HERE / "cuhk03_pair1" / "budget.png"):
+        text += "\n![training loss and accuracy against minutes](cuhk03_pair1/budget.png)\n"
     (HERE / "results.md").write_text(text)
     print(text)
 
