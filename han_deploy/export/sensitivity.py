@@ -3,7 +3,8 @@
 One layer at a time (docs/export.md "Sensitivity pass"): for every quantized layer, the INT8 model
 with only that layer's inputs back in float is scored by its mean per-sample cosine against the FP32
 model on probe crops (calibration crops, never the gate's). Layers are then kept float in order of
-their gain, re-scoring after each, until the target cosine is met or ``max_layers`` are kept.
+their gain, each only if it raises the score of those already kept, until the target cosine is met
+or ``max_layers`` are kept.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def keep_most_harmful(
     for name in sorted(report.gains, key=lambda n: -report.gains[n]):
         if report.final >= target or len(report.kept) >= max_layers or report.gains[name] <= 0:
             break
-        report.kept.append(name)
-        report.final = _score(model, report.kept, session, inputs, reference)
+        # alone it helps, but with the layers already kept it may not: keep it only if the score rises
+        score = _score(model, [*report.kept, name], session, inputs, reference)
+        if score > report.final:
+            report.kept.append(name)
+            report.final = score
     return report
