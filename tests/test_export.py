@@ -276,7 +276,7 @@ def test_sensitivity_pass_keeps_the_layers_that_gain_most(exported: tuple[Path, 
 def test_sensitivity_pass_skips_a_layer_that_hurts_beside_those_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from han_deploy.export import sensitivity
 
-    # alone, each of a, b, c raises the cosine; b beside a lowers it (as a ReduceMean did beside convs on HAN-L)
+    # alone, each of a, b, c raises the cosine; b beside a lowers it (as an attention Mul did beside three nodes on HAN-L)
     scores = {(): 0.90, ("a",): 0.95, ("b",): 0.94, ("c",): 0.92, ("a", "b"): 0.80, ("a", "c"): 0.96}
     monkeypatch.setattr(sensitivity, "_score", lambda model, nodes, *_: scores[tuple(nodes)])
     monkeypatch.setattr(sensitivity.graph_checks, "quantized_layers", lambda model: ["a", "b", "c"])

@@ -7,6 +7,7 @@ plots are read and written, never images of a dataset; the commands that made ea
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -108,10 +109,7 @@ def plot_budget(path: Path) -> bool:
         return False
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for label, entries in runs:
-        minutes, total = [], 0.0
-        for e in entries:
-            total += e["seconds"] / 60
-            minutes.append(total)
+        minutes = list(itertools.accumulate(e["seconds"] / 60 for e in entries))
         final = next((e["eval"] for e in reversed(entries) if "eval" in e), None)
         score = f": test R1 {_pct(final['R1'])} / mAP {_pct(final['mAP'])}" if final else ""
         name = f"{label.removeprefix('CUHK03 ')} ({len(entries)} epochs){score}"
