@@ -152,11 +152,46 @@ def test_distillation_lowers_the_quantization_error_on_the_training_crops(depthw
     plan = {site: 4 * scale for site, scale in fake_quant.read_plan(fp32, int8_path, student).items()}
     before = 1 - qat.quantized_cosine(student, plan, inputs, reference)
     request = qat.QATRequest(folder, epochs=1, lr=TEST_LR, batch_size=4)  # 8 Adam steps
-    losses = qat.distil(student, model, plan, crops, request, progress=False)
+    losses, kept = qat.distil(student, model, plan, crops, request, progress=False)
     after = 1 - qat.quantized_cosine(student, plan, inputs, reference)
-    assert len(losses) == 1 and 0 < losses[0] < 1
+    assert len(losses) == 1 and 0 < losses[0] < 1 and kept == plan  # fixed scales stay the plan's
     assert after < 0.9 * before, f"1 - cosine to the teacher: {before:.3g} before distillation, {after:.3g} after"
     np.testing.assert_array_equal(qat.embed(model, inputs), reference)  # the teacher is left as it was
+
+
+def test_learned_scales_shrink_ranges_set_too_wide_and_lower_the_error(depthwise: tuple, tmp_path: Path) -> None:
+    fp32, int8_path, model, _ = depthwise
+    folder = _write_crops(tmp_path / "crops", 32)
+    crops = qat.load_crops(folder, model.cfg.preprocess, np.zeros((0, 3, 160, 64), np.float32), progress=False)
+    inputs = crops.cache.batch(crops.indices).numpy()
+    reference = qat.embed(model, inputs)
+    student = copy.deepcopy(model)
+    plan = {site: 4 * scale for site, scale in fake_quant.read_plan(fp32, int8_path, student).items()}  # as above
+    before = 1 - qat.quantized_cosine(student, plan, inputs, reference)
+    # a learning rate of 0 for the weights: whatever changes the error here is the scales
+    request = qat.QATRequest(folder, epochs=4, lr=1e-12, batch_size=4, learn_scales=True)  # 32 Adam steps
+    _, learned = qat.distil(student, model, plan, crops, request, progress=False)
+    after = 1 - qat.quantized_cosine(student, learned, inputs, reference)
+    ratios = np.array([learned[site] / plan[site] for site in plan])
+    # measured: ratios 0.85-1.09 (median 0.97), 1 - cosine 2.43e-3 -> 1.95e-3
+    assert learned.keys() == plan.keys() and np.median(ratios) < 1.0, ratios  # 4x too wide: most step sizes shrink
+    assert np.all(ratios > 0.7) and np.all(ratios < 1.3)  # 32 cosine-decayed steps of about 1 % at most
+    assert after < 0.9 * before, f"1 - cosine to the teacher: {before:.3g} with the scales 4x too wide, {after:.3g} learned"
+    assert 1 - qat.quantized_cosine(student, plan, inputs, reference) == pytest.approx(before, rel=1e-3)  # weights kept
+
+
+def test_lsq_fake_quantize_rounds_like_onnx_and_passes_lsq_gradients() -> None:
+    x = torch.tensor([-300.0, -1.26, -0.25, 0.0, 0.24, 0.26, 0.75, 1.3, 500.0], requires_grad=True)
+    scale = torch.tensor(0.5, requires_grad=True)
+    out = fake_quant.lsq_fake_quantize(x, scale)
+    expected = torch.fake_quantize_per_tensor_affine(x.detach(), 0.5, 0, -128, 127)
+    torch.testing.assert_close(out.detach(), expected)  # -300 -> -64, 500 -> 63.5, ties to even like QuantizeLinear
+    out.sum().backward()
+    inside = (x.detach() / 0.5 >= -128) & (x.detach() / 0.5 <= 127)
+    torch.testing.assert_close(x.grad, inside.float())  # straight through inside the range, 0 where it saturates
+    v = torch.clamp(x.detach() / 0.5, -128, 127)
+    # LSQ: round(x/s) - x/s inside the range, the saturation level (-128 or 127) outside
+    torch.testing.assert_close(scale.grad, torch.where(inside, v.round() - v, v).sum())
 
 
 def test_distillation_loss_is_the_gates_statistic() -> None:
@@ -277,6 +312,8 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
         (["--qat-epochs", "1", "--qat-lr", "0"], "--qat-lr"),
         (["--qat-data", "{tmp}"], "--qat-epochs"),
         (["--qat-lr", "1e-4"], "--qat-epochs"),
+        (["--qat-scales", "learned"], "--qat-epochs"),
+        (["--qat-epochs", "1", "--qat-data", "{tmp}", "--checkpoint", "{tmp}/c", "--qat-scales", "lsq"], "--qat-scales"),
         (["--variant", "resnet50"], "--variant"),
     ],
 )
@@ -290,7 +327,7 @@ def test_bad_qat_flags_are_refused_naming_the_flag(
 
 def test_help_documents_the_qat_flags_and_offers_han_variants_only() -> None:
     text = build_parser().format_help()
-    for flag in ("--qat-epochs", "--qat-data", "--qat-lr"):
+    for flag in ("--qat-epochs", "--qat-data", "--qat-lr", "--qat-scales"):
         assert flag in text
     assert "--dataset" not in text and "--data " not in text  # the labelled-split flags of the task-loss QAT are gone
     variant = next(a for a in build_parser()._actions if a.dest == "variant")

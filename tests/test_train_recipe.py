@@ -121,6 +121,7 @@ def test_recipe_presets_fill_defaults_and_explicit_options_win(tmp_path_factory:
     argv = base + ["--recipe", "fast", "--budget-minutes", "90", "--no-flip", "--val-ids", "5"]
     fast = config_from_args(parse_args(argv), argv)
     assert (fast.recipe, fast.schedule, fast.label_smoothing, fast.pad, fast.budget_minutes) == ("fast", "cosine", 0.1, 10, 90)
+    assert (fast.random_erasing, fast.weight_decay) == (0.7, 1e-3)
     assert fast.flip is False and fast.eval_label == "validation" and fast.both_directions
     with pytest.raises(SystemExit):
         parse_args(base + ["--recipe", "nope"])

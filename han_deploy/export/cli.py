@@ -113,6 +113,12 @@ def _add_qat_args(p: argparse.ArgumentParser) -> None:
         metavar="LR",
         help="--qat-epochs: Adam's peak learning rate, cosine-decayed; none: 1e-5",
     )
+    p.add_argument(
+        "--qat-scales",
+        metavar="MODE",
+        help="--qat-epochs: fixed = keep model.int8.onnx's calibrated activation scales (none: fixed); learned = "
+        "fine-tune them too, from those (LSQ step-size gradient on each scale's log, Adam lr 1e-2)",
+    )
 
 
 def _add_tensorrt_args(p: argparse.ArgumentParser) -> None:
@@ -246,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         qat_epochs=args.qat_epochs,
         qat_data=args.qat_data,
         qat_lr=args.qat_lr,
+        qat_scales=args.qat_scales,
         strict=args.strict,
         progress=not args.quiet,
     )

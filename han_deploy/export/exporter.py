@@ -89,6 +89,7 @@ class ExportOptions:
     qat_epochs: int = 0  # quantization-aware fine-tuning epochs for model.int8-qat.onnx (0: off)
     qat_data: Path | None = None  # QAT: folder of person crops (None: the calib_data folder)
     qat_lr: float | None = None  # QAT: peak lr (None: qat.DEFAULT_LR)
+    qat_scales: str | None = None  # QAT: "fixed" (None: the PTQ activation scales) or "learned" (fine-tuned, LSQ)
     strict: bool = False  # a failed gate writes nothing (default: write what passed, refuse what failed)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -130,7 +131,14 @@ def _qat_request(opts: ExportOptions) -> Any:
 
     try:
         return qat.check_request(
-            opts.qat_epochs, opts.qat_data, opts.calib_data, opts.qat_lr, opts.checkpoint, _makes_int8(opts), opts.seed
+            opts.qat_epochs,
+            opts.qat_data,
+            opts.calib_data,
+            opts.qat_lr,
+            opts.checkpoint,
+            _makes_int8(opts),
+            opts.seed,
+            opts.qat_scales,
         )
     except qat.QATError as exc:
         raise ExportError(str(exc)) from None

@@ -9,13 +9,16 @@
   quantized weight is exactly the one the artifact quantizes;
 * activation scales stay fixed at the PTQ calibration's (NVIDIA's QAT guidance: do not change the
   quantization scale during training); the straight-through estimator comes from
-  ``torch.fake_quantize_per_tensor_affine`` / ``torch.fake_quantize_per_channel_affine``;
+  ``torch.fake_quantize_per_tensor_affine`` / ``torch.fake_quantize_per_channel_affine``. Or, asked for,
+  they are learned from the PTQ ones: LSQ's gradient (Esser et al., "Learned Step Size Quantization",
+  ICLR 2020) on the log of each scale, so a scale stays positive and moves by ratios;
 * :func:`write_scales` puts those scales into a re-quantized artifact after checking its placement.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,20 +66,49 @@ def fake_quantize_weight(weight: Tensor) -> Tensor:
     return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, INT8_MIN, INT8_MAX)
 
 
+def lsq_fake_quantize(x: Tensor, scale: Tensor) -> Tensor:
+    """Symmetric int8 round-to-nearest-even of ``x`` at ``scale`` with LSQ's straight-through gradients.
+
+    To ``x``: 1 inside the int8 range, 0 where it saturates. To ``scale``: ``round(x/s) - x/s`` inside,
+    the saturation level outside, so the step size trades rounding error against clipping.
+    """
+    v = torch.clamp(x / scale, INT8_MIN, INT8_MAX)
+    return (v + (v.round() - v).detach()) * scale
+
+
+class ActivationQuantizer(nn.Module):
+    """Per-tensor symmetric int8 fake quantization of an activation at a fixed scale, or a learned one (``learn``)."""
+
+    def __init__(self, scale: float, learn: bool = False) -> None:
+        super().__init__()
+        self.fixed = scale
+        self.log_scale = nn.Parameter(torch.tensor(math.log(scale)), requires_grad=True) if learn else None
+
+    @property
+    def scale(self) -> float:
+        """The scale as the artifact's Q/DQ pair will hold it."""
+        return self.fixed if self.log_scale is None else float(self.log_scale.detach().exp())
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.log_scale is None:
+            return torch.fake_quantize_per_tensor_affine(x, self.fixed, 0, INT8_MIN, INT8_MAX)
+        return lsq_fake_quantize(x, self.log_scale.exp())
+
+
 class _FoldedLayer(nn.Module):
-    """A Conv2d or Linear with its BatchNorm folded in (frozen statistics); with ``input_scale``, int8 fake-quantized.
+    """A Conv2d or Linear with its BatchNorm folded in (frozen statistics); with ``quantizer``, int8 fake-quantized.
 
     Frozen whatever the model's train/eval mode.
     """
 
-    def __init__(self, layer: nn.Module, bn: nn.Module | None, input_scale: float | None) -> None:
+    def __init__(self, layer: nn.Module, bn: nn.Module | None, quantizer: ActivationQuantizer | None) -> None:
         super().__init__()
-        self.layer, self.bn, self.input_scale = layer, bn, input_scale
+        self.layer, self.bn, self.quantizer = layer, bn, quantizer
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = fold_batchnorm(self.layer, self.bn)
-        if self.input_scale is not None:
-            x = torch.fake_quantize_per_tensor_affine(x, self.input_scale, 0, INT8_MIN, INT8_MAX)
+        if self.quantizer is not None:
+            x = self.quantizer(x)
             weight = fake_quantize_weight(weight)
         if isinstance(self.layer, nn.Linear):
             return F.linear(x, weight, bias)
@@ -86,12 +118,12 @@ class _FoldedLayer(nn.Module):
 class _QuantizedOutput(nn.Module):
     """A module whose output is int8 fake-quantized per tensor (one input of a residual Add)."""
 
-    def __init__(self, module: nn.Module, scale: float) -> None:
+    def __init__(self, module: nn.Module, quantizer: ActivationQuantizer) -> None:
         super().__init__()
-        self.module, self.scale = module, scale
+        self.module, self.quantizer = module, quantizer
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.fake_quantize_per_tensor_affine(self.module(x), self.scale, 0, INT8_MIN, INT8_MAX)
+        return self.quantizer(self.module(x))
 
 
 @dataclasses.dataclass
@@ -127,11 +159,14 @@ def _slots(model: nn.Module) -> dict[str, _Slot]:
 
 
 @contextmanager
-def fake_quantized(model: nn.Module, plan: dict[Site, float]) -> Iterator[nn.Module]:
+def fake_quantized(
+    model: nn.Module, plan: dict[Site, float], learn_scales: bool = False
+) -> Iterator[dict[Site, ActivationQuantizer]]:
     """``model`` with every BatchNorm folded and frozen and int8 fake quantization at ``plan``'s sites; restored on exit.
 
-    The parameters are the model's own (trained in place); leaving the context puts the original
-    modules back, so the model exports as before with its fine-tuned weights.
+    Yields each site's quantizer (its ``scale`` is the learned one with ``learn_scales``). The weights
+    are the model's own (trained in place); leaving the context puts the original modules back, so the
+    model exports as before with its fine-tuned weights.
     """
     swaps: list[tuple[nn.Module, str, nn.Module]] = []
 
@@ -144,19 +179,20 @@ def fake_quantized(model: nn.Module, plan: dict[Site, float]) -> Iterator[nn.Mod
         unknown = [s for s in plan if (s[1] == "input" and s[0] not in slots) or s[1] not in ("input", "output")]
         if unknown:
             raise QATError(f"no PyTorch layer at the quantization site(s) {unknown}")
+        quantizers = {site: ActivationQuantizer(scale, learn_scales) for site, scale in plan.items()}
         for path, slot in slots.items():
             layer, bn = slot.modules()
-            scale = plan.get((path, "input"))
-            if bn is not None or scale is not None:
-                swap(slot.parent, slot.name, _FoldedLayer(layer, bn, scale))
+            quantizer = quantizers.get((path, "input"))
+            if bn is not None or quantizer is not None:
+                swap(slot.parent, slot.name, _FoldedLayer(layer, bn, quantizer))
             if slot.bn is not None:
                 swap(slot.parent, slot.bn, nn.Identity())
-        for (path, role), scale in plan.items():
+        for (path, role), quantizer in quantizers.items():
             if role == "output":
                 parent_path, _, name = path.rpartition(".")
                 parent = model.get_submodule(parent_path)
-                swap(parent, name, _QuantizedOutput(getattr(parent, name), scale))
-        yield model
+                swap(parent, name, _QuantizedOutput(getattr(parent, name), quantizer))
+        yield quantizers
     finally:
         for parent, name, original in reversed(swaps):
             setattr(parent, name, original)

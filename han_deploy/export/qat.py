@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 32
 DEFAULT_LR = 1e-5  # Adam's peak lr: NVIDIA's QAT guidance starts at 1% of the initial lr, Adam's customary one is 1e-3
+# --qat-scales learned: Adam's peak lr on the log of each activation scale (a step moves a scale by about 1 %)
+SCALE_LR = 1e-2
+SCALE_MODES = ("fixed", "learned")
 # light: the fast recipe's flip and pad-and-crop, without its random erasing
 AUGMENT = BatchAugment(flip=True, pad=RECIPES["fast"]["pad"])
 QAT_FLAVOUR = "tensorrt-qat"  # the TensorRT flavour's graph, fine-tuned weights
@@ -49,13 +52,14 @@ OBJECTIVE = "self-distillation: mean 1 - cosine to the FP32 model's embedding"
 
 @dataclasses.dataclass(frozen=True)
 class QATRequest:
-    """What ``han-export --qat-epochs`` asks for: the crops folder, epochs, peak lr, seed and batch size."""
+    """What ``han-export --qat-epochs`` asks for: the crops folder, epochs, peak lr, seed, batch size, learned scales."""
 
     data: Path
     epochs: int
     lr: float = DEFAULT_LR
     seed: int = 0
     batch_size: int = BATCH
+    learn_scales: bool = False  # --qat-scales learned: the activation scales are fine-tuned too (LSQ)
 
 
 def check_request(
@@ -66,13 +70,16 @@ def check_request(
     checkpoint: Path | None,
     int8: bool,
     seed: int = 0,
+    scales: str | None = None,
 ) -> QATRequest | None:
     """The QAT request of these flags (None when ``epochs`` is 0), or a :class:`QATError` naming the flag."""
     if epochs < 0:
         raise QATError(f"--qat-epochs must be >= 0, got {epochs}")
+    if scales is not None and scales not in SCALE_MODES:
+        raise QATError(f"--qat-scales must be one of {', '.join(SCALE_MODES)}, got {scales!r}")
     if not epochs:
-        if qat_data is not None or lr is not None:
-            raise QATError("--qat-data and --qat-lr only serve --qat-epochs N (quantization-aware fine-tuning)")
+        if qat_data is not None or lr is not None or scales is not None:
+            raise QATError("--qat-data, --qat-lr and --qat-scales only serve --qat-epochs N (quantization-aware fine-tuning)")
         return None
     if not int8:
         raise QATError("--qat-epochs fine-tunes the TensorRT INT8 flavour: add int8 to --precision")
@@ -80,7 +87,8 @@ def check_request(
         raise QATError("--qat-epochs needs --checkpoint: it fine-tunes trained weights (a fresh network has none to keep)")
     if lr is not None and lr <= 0:
         raise QATError(f"--qat-lr must be > 0, got {lr}")
-    return QATRequest(_data_folder(qat_data, calib_data), epochs, DEFAULT_LR if lr is None else lr, seed)
+    folder = _data_folder(qat_data, calib_data)
+    return QATRequest(folder, epochs, DEFAULT_LR if lr is None else lr, seed, learn_scales=scales == "learned")
 
 
 def _data_folder(qat_data: Path | None, calib_data: Path | str | None) -> Path:
@@ -141,25 +149,30 @@ def distillation_loss(student: Tensor, teacher: Tensor) -> Tensor:
 
 def distil(
     student: nn.Module, teacher: nn.Module, plan: dict[Site, float], crops: Crops, request: QATRequest, progress: bool = True
-) -> list[float]:
-    """Fine-tune ``student`` in place, fake-quantized at ``plan``, toward the frozen ``teacher``'s embeddings; loss per epoch.
+) -> tuple[list[float], dict[Site, float]]:
+    """Fine-tune ``student`` in place, fake-quantized at ``plan``, toward the frozen ``teacher``'s embeddings.
 
     Adam without weight decay (decay would pull the weights off the teacher's) with per-iteration cosine
-    decay from ``request.lr``; both in eval mode, so the student runs the deployed graph (BatchNorm is folded).
+    decay from ``request.lr`` (from :data:`SCALE_LR` for learned scales); both in eval mode, so the student
+    runs the deployed graph (BatchNorm is folded). Returns the loss per epoch and the plan's scales after
+    training (``plan``'s own unless ``request.learn_scales``).
     """
     steps = math.ceil(len(crops.indices) / request.batch_size)
-    optimizer = torch.optim.Adam(student.parameters(), lr=request.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: warmup_cosine(it, 0, request.epochs * steps))
     generator = torch.Generator().manual_seed(request.seed)
     losses: list[float] = []
-    with fake_quantized(student.eval(), plan):
+    with fake_quantized(student.eval(), plan, request.learn_scales) as quantizers:
+        scales = [q.log_scale for q in quantizers.values() if q.log_scale is not None]
+        weights = [p for p in student.parameters() if all(p is not s for s in scales)]
+        groups = [{"params": weights, "lr": request.lr}] + ([{"params": scales, "lr": SCALE_LR}] if scales else [])
+        optimizer = torch.optim.Adam(groups)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: warmup_cosine(it, 0, request.epochs * steps))
         for epoch in range(1, request.epochs + 1):
             order = crops.indices[torch.randperm(len(crops.indices), generator=generator).numpy()]
             batches = [order[i : i + request.batch_size] for i in range(0, len(order), request.batch_size)]
             bar = tqdm(batches, desc=f"QAT epoch {epoch}/{request.epochs}", unit="batch", leave=False, disable=not progress)
             losses.append(_epoch(student, teacher.eval(), crops.cache, bar, optimizer, schedule, generator))
             log.info("QAT epoch %d/%d: distillation loss %.3g", epoch, request.epochs, losses[-1])
-    return losses
+        return losses, {site: q.scale for site, q in quantizers.items()}
 
 
 def _epoch(
@@ -245,12 +258,12 @@ def quantization_aware_int8(
     the sensitivity pass's float nodes. Returns the artifact's quantization report with a ``qat`` entry.
     """
     student = copy.deepcopy(model).eval()
-    plan = read_plan(*ptq, student)
+    ptq_plan = read_plan(*ptq, student)
     crops = load_crops(request.data, model.cfg.preprocess, gate_inputs, progress)
     reference = embed(model, gate_inputs)
-    before = quantized_cosine(student, plan, gate_inputs, reference)
+    before = quantized_cosine(student, ptq_plan, gate_inputs, reference)
     log.info("QAT: %d epoch(s) on %d crops of %s, lr %g", request.epochs, len(crops.indices), request.data, request.lr)
-    losses = distil(student, model, plan, crops, request, progress)
+    losses, plan = distil(student, model, ptq_plan, crops, request, progress)
     cosine = {"crops": len(gate_inputs), "ptq": before, "qat": quantized_cosine(student, plan, gate_inputs, reference)}
     cosine["qat_vs_own_fp32"] = quantized_cosine(student, plan, gate_inputs, embed(student, gate_inputs))
     report = export_artifact(student, plan, out_path, reader, export_fp32, extra_float)
@@ -259,5 +272,18 @@ def quantization_aware_int8(
         "batch": request.batch_size, "augmentation": {"flip": AUGMENT.flip, "pad": AUGMENT.pad}, "batchnorm": "frozen, folded",
         "data": str(request.data), "crops": len(crops.indices), "left_out_gate_crops": crops.left_out,
         "unreadable": int((~crops.cache.ok).sum()), "loss": losses, "sites": len(plan), "probe_cosine": cosine,
+        "scales": _scale_report(ptq_plan, plan, request.learn_scales),
     }  # fmt: skip
-    return {**report.to_dict(), "calib_method": f"fixed: the scales of {Path(ptq[1]).name}", "qat": qat}
+    origin = "learned from" if request.learn_scales else "fixed:"
+    return {**report.to_dict(), "calib_method": f"{origin} the scales of {Path(ptq[1]).name}", "qat": qat}
+
+
+def _scale_report(before: dict[Site, float], after: dict[Site, float], learned: bool) -> dict[str, Any]:
+    """How the activation scales moved: the mode, and with learned scales the spread of after/before ratios."""
+    if not learned:
+        return {"mode": "fixed"}
+    ratios = np.array([after[site] / before[site] for site in before])
+    return {
+        "mode": "learned", "lr": SCALE_LR, "median_ratio": float(np.median(ratios)),
+        "min_ratio": float(ratios.min()), "max_ratio": float(ratios.max()),
+    }  # fmt: skip

@@ -75,7 +75,8 @@ def _add_optim_args(o: argparse._ArgumentGroup) -> None:
         default="paper",
         choices=list(RECIPES),
         help="preset of the options below: paper = the paper's recipe; fast = warm-up + cosine lr, label smoothing 0.1, "
-        "flip, pad-and-crop, random erasing 0.5, made for --budget-minutes (explicit options override the preset)",
+        "flip, pad-and-crop, random erasing 0.7, weight decay 1e-3, made for --budget-minutes (explicit options override "
+        "the preset)",
     )
     o.add_argument("--epochs", type=int, default=PAPER_EPOCHS, help="number of epochs (an upper bound with --budget-minutes)")
     o.add_argument(
@@ -89,7 +90,7 @@ def _add_optim_args(o: argparse._ArgumentGroup) -> None:
     o.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS), help="sgd (with --momentum) or adam")
     o.add_argument("--lr", type=float, default=3e-2, help="initial (peak) learning rate")
     o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    o.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
+    o.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay (SGD or Adam)")
     o.add_argument("--batch-size", type=int, default=32, help="images per batch (P x K with --triplet)")
     o.add_argument(
         "--milestones",

@@ -3,7 +3,9 @@
 Reads ``RUNS/<name>/train_log.jsonl`` (han-train with ``--val-ids``), writes a PNG and a JSON summary
 (per run: command, per-epoch minutes and validation metrics). Minutes are cumulative training-epoch
 plus evaluation wall seconds (``budget_spent_s`` in the log: the decode-once cache build included).
-Usage: python benchmarks/training/recipes/plot.py RUNS --png OUT.png --json OUT.json
+Runs made on another machine than the budget's (the GPU search, ``gpu_search.sh``) are plotted against
+epochs instead (``--x epoch``): their minutes say nothing of the CPU's.
+Usage: python benchmarks/training/recipes/plot.py RUNS --png OUT.png --json OUT.json [--x epoch]
 """
 
 from __future__ import annotations
@@ -28,21 +30,23 @@ def summarize(run: Path) -> dict:
     return {"command": config["invocations"][0]["command"], "train": config["train"], "epochs": points}
 
 
-def plot(summary: dict[str, dict], out: Path, title: str) -> None:
+def plot(summary: dict[str, dict], out: Path, title: str, x: str = "minutes") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, run in summary.items():
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    colours = plt.get_cmap("tab20").colors  # one colour per run: the default cycle repeats after 10
+    for i, (name, run) in enumerate(summary.items()):
         evals = [p for p in run["epochs"] if "eval" in p]
         for ax, key in zip(axes, ("mAP", "R1"), strict=True):
-            ax.plot([p["minutes"] for p in evals], [100 * p["eval"][key] for p in evals], marker="o", label=name)
+            ys = [100 * p["eval"][key] for p in evals]
+            ax.plot([p[x] for p in evals], ys, marker="o", color=colours[(2 * i) % 20 + (2 * i) // 20], label=name)
     for ax, key in zip(axes, ("mAP", "R1"), strict=True):
-        ax.set(xlabel="wall minutes", ylabel=f"validation {key} (%)", title=f"validation {key}")
+        ax.set(xlabel="wall minutes" if x == "minutes" else "epoch", ylabel=f"validation {key} (%)", title=f"validation {key}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -55,6 +59,7 @@ def main() -> None:
     p.add_argument("--png", type=Path, required=True, help="plot to write")
     p.add_argument("--json", type=Path, required=True, help="summary to write")
     p.add_argument("--title", default="recipe candidates on a validation split", help="plot title")
+    p.add_argument("--x", choices=("minutes", "epoch"), default="minutes", help="x axis: wall minutes, or epochs")
     args = p.parse_args()
     runs = sorted(d for d in args.runs.iterdir() if (d / "train_log.jsonl").is_file())
     if not runs:
@@ -63,11 +68,12 @@ def main() -> None:
     unevaluated = [name for name, run in summary.items() if not any("eval" in p for p in run["epochs"])]
     if unevaluated:
         raise SystemExit(f"runs without any evaluation (train with --val-ids and --eval-every): {', '.join(unevaluated)}")
-    plot(summary, args.png, args.title)
+    plot(summary, args.png, args.title, args.x)
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
     for name, run in summary.items():
         last = [p for p in run["epochs"] if "eval" in p][-1]
-        print(f"{name:<20} {last['minutes']:6.1f} min  mAP {100 * last['eval']['mAP']:5.1f}  R1 {100 * last['eval']['R1']:5.1f}")
+        score = f"mAP {100 * last['eval']['mAP']:5.1f}  R1 {100 * last['eval']['R1']:5.1f}"
+        print(f"{name:<24} epoch {last['epoch']:3d} {last['minutes']:6.1f} min  {score}")
 
 
 if __name__ == "__main__":
