@@ -147,6 +147,21 @@ def test_resume_refuses_another_schedule_naming_it(tmp_path: Path, tmp_path_fact
         Trainer(TrainConfig(output=str(tmp_path), epochs=2, **BASE, **FAST_RECIPE), splits, resume=True)
 
 
+def test_resume_with_changed_recipe_values_warns_naming_them(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)
+    Trainer(TrainConfig(output=str(tmp_path), epochs=2, **BASE, **FAST_RECIPE), splits).fit(stop_after=1)
+    with caplog.at_level("WARNING"):
+        Trainer(TrainConfig(output=str(tmp_path), epochs=3, **BASE, **FAST_RECIPE), splits, resume=True)
+    assert not [r for r in caplog.records if "changed training options" in r.getMessage()]  # a longer plan is no change
+    moved = dict(FAST_RECIPE, random_erasing=0.7)
+    with caplog.at_level("WARNING"):
+        Trainer(TrainConfig(output=str(tmp_path), epochs=2, weight_decay=1e-3, **BASE, **moved), splits, resume=True)
+    warned = [r.getMessage() for r in caplog.records if "changed training options" in r.getMessage()]
+    assert len(warned) == 1 and "random_erasing 0.5 -> 0.7" in warned[0] and "weight_decay 0.0005 -> 0.001" in warned[0]
+
+
 def test_every_recipe_value_names_a_han_train_option() -> None:
     from han_deploy.train.cli import build_parser
     from han_deploy.train.recipes import RECIPES

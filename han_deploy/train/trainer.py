@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("step", "cosine")
 RECENT_EPOCHS = 5  # a budget plan estimates the epochs to come from the median of this many recent ones
+# options a resume may change without a warning: the plan's length, where and how fast it runs, its bookkeeping
+RESUME_MAY_CHANGE = frozenset(
+    {"epochs", "budget_minutes", "milestones", "command", "output", "threads", "workers", "device", "eval_every", "cache"}
+)
 
 
 @dataclass
@@ -264,7 +268,12 @@ class Trainer:
         log.info("resuming %s after epoch %d", self.out, self.start_epoch - 1)
 
     def _check_resumable(self, saved: dict[str, Any]) -> None:
-        """Refuse a state of another dataset, class count, schedule, optimizer, batch size or seed, naming it."""
+        """Refuse a state of another dataset, class count, schedule, optimizer, batch size or seed, naming it.
+
+        Other training options may change on resume (a longer plan, a new budget), but one that changes
+        what is learned (weight decay, augmentation, a recipe preset whose values moved) is logged as a
+        warning with its old and new value, so a resumed run never changes recipe silently.
+        """
         now = self._run_info()
         pairs = [(key, saved.get(key), now[key]) for key in ("num_classes", "dataset")]
         train_keys = ("schedule", "optimizer", "batch_size", "seed")
@@ -272,6 +281,14 @@ class Trainer:
         for key, was, is_now in pairs:
             if was != is_now:
                 raise ValueError(f"cannot resume: {key} was {was!r} in {self.out / STATE_NAME}, now {is_now!r}")
+        before = saved.get("train", {})
+        changed = [
+            f"{key} {before[key]!r} -> {value!r}"
+            for key, value in now["train"].items()
+            if key in before and before[key] != value and key not in RESUME_MAY_CHANGE
+        ]
+        if changed:
+            log.warning("resuming %s with changed training options, applied from now on: %s", self.out, "; ".join(changed))
 
     def _sampler(self, epoch: int) -> Sampler[int]:
         cfg = self.cfg
