@@ -180,6 +180,28 @@ def test_learned_scales_shrink_ranges_set_too_wide_and_lower_the_error(depthwise
     assert 1 - qat.quantized_cosine(student, plan, inputs, reference) == pytest.approx(before, rel=1e-3)  # weights kept
 
 
+def test_learned_scales_stay_tied_where_the_artifact_shares_a_qdq_pair(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    fp32, int8_path, model, _ = _ptq(tmp_path_factory.mktemp("residual_ties"), "residual")
+    ties = fake_quant.tied_sites(fp32, int8_path, model)
+    assert ties and all(len(group) == 2 for group in ties)  # each projection shortcut reads its block's input, as the body does
+    folder = _write_crops(tmp_path / "crops", 16)
+    crops = qat.load_crops(folder, model.cfg.preprocess, np.zeros((0, 3, 160, 64), np.float32), progress=False)
+    plan = fake_quant.read_plan(fp32, int8_path, model)
+    request = qat.QATRequest(folder, epochs=1, lr=1e-12, batch_size=4, learn_scales=True)  # 4 steps, the scales move
+    _, learned = qat.distil(copy.deepcopy(model), model, plan, crops, request, progress=False, ties=ties)
+    assert learned != plan and all(len({learned[site] for site in group}) == 1 for group in ties)
+    int8 = onnx.load(str(int8_path))
+    fake_quant.write_scales(int8, onnx.load(str(fp32)), model, learned)
+    onnx.save(int8, tmp_path / "learned.onnx")
+    assert fake_quant.read_plan(fp32, tmp_path / "learned.onnx", model) == pytest.approx(learned, rel=1e-6)  # float32
+    untied = dict(learned)
+    untied[ties[0][1]] *= 1.5
+    with pytest.raises(fake_quant.QATError, match="one scale in the artifact"):
+        fake_quant.write_scales(onnx.load(str(int8_path)), onnx.load(str(fp32)), model, untied)
+
+
 def test_lsq_fake_quantize_rounds_like_onnx_and_passes_lsq_gradients() -> None:
     x = torch.tensor([-300.0, -1.26, -0.25, 0.0, 0.24, 0.26, 0.75, 1.3, 500.0], requires_grad=True)
     scale = torch.tensor(0.5, requires_grad=True)

@@ -16,6 +16,11 @@ backward, SGD step. Configurations:
   batch with the runtime's preprocessing). ``cached_loader``: the new trainer's whole step, i.e. the
   channels_last step plus a batch from the decoded-once uint8 cache, normalised and augmented (flip,
   pad-and-crop, random erasing). Both need ``--images`` (a folder of person crops, >= ``--batch``).
+- ``cached_loader_b64``: ``cached_loader`` at twice ``--batch`` (images/s counts its own batch): fewer,
+  larger steps per epoch, a lead from the GPU recipe search (docs/training.md).
+
+``--profile CONFIG`` then runs ``torch.profiler`` over a few more steps of CONFIG per variant and records
+the operators that take the most self CPU time (where a step's time goes).
 
 Usage: python benchmarks/training/speed.py --variants small,medium,large --threads 2 --images DIR --json OUT
 """
@@ -46,12 +51,19 @@ from han_deploy.train.memory_cache import ImageCache
 Step = Callable[[], None]
 
 
+def config_batch(config: str, batch: int) -> int:
+    """Images per step of ``config``: ``--batch``, twice it for the ``_b64`` configuration."""
+    return 2 * batch if config.endswith("_b64") else batch
+
+
 def make_step(variant: str, config: str, batch: int, classes: int, files: list[Path]) -> tuple[Step, float]:
     """A closure running one training step of ``config``, and the seconds its first call took."""
     torch.manual_seed(0)
+    batch = config_batch(config, batch)
+    loader = config.removesuffix("_b64")
     model = create_model(variant, num_classes=classes).train()
     pre: PreprocessConfig = model.cfg.preprocess
-    nhwc = config in ("channels_last", "foreach", "fused", "bf16", "compile", "cached_loader")
+    nhwc = loader in ("channels_last", "foreach", "fused", "bf16", "compile", "cached_loader")
     fmt = torch.channels_last if nhwc else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt_kw = {"foreach": config == "foreach", "fused": True if config == "fused" else None}
@@ -59,7 +71,7 @@ def make_step(variant: str, config: str, batch: int, classes: int, files: list[P
     net = torch.compile(model) if config == "compile" else model
     labels = torch.randint(0, classes, (batch,))
     fixed = torch.randn(batch, 3, *pre.input_size).contiguous(memory_format=fmt)
-    cache = ImageCache.build(files[:512], pre, progress=False) if config == "cached_loader" else None
+    cache = ImageCache.build(files[:512], pre, progress=False) if loader == "cached_loader" else None
     augment = BatchAugment(flip=True, pad=10, erasing=0.5)
     rng = np.random.default_rng(0)
     gen = torch.Generator().manual_seed(0)
@@ -96,7 +108,10 @@ def timed(step: Step, steps: int) -> float:
     return statistics.median(times)
 
 
-def run(variants: list[str], configs: list[str], args: argparse.Namespace, files: list[Path]) -> list[dict]:
+def run(
+    variants: list[str], configs: list[str], args: argparse.Namespace, files: list[Path], profiles: dict[str, list[dict]]
+) -> list[dict]:
+    """Time every configuration of every variant in interleaved rounds; with ``--profile``, fill ``profiles`` too."""
     rows = []
     for variant in variants:
         steps, first = {}, {}
@@ -107,22 +122,48 @@ def run(variants: list[str], configs: list[str], args: argparse.Namespace, files
         for _ in range(args.rounds):
             for c in configs:
                 per_round[c].append(timed(steps[c], args.steps))
-        base = statistics.median(per_round["eager"])
+        eager_rate = args.batch / statistics.median(per_round["eager"])
         for c in configs:
             sec = statistics.median(per_round[c])
+            rate = config_batch(c, args.batch) / sec
             rows.append(
                 {
                     "variant": variant,
                     "config": c,
+                    "batch": config_batch(c, args.batch),
                     "step_s": sec,
-                    "images_per_s": args.batch / sec,
-                    "speedup_vs_eager": base / sec,
+                    "images_per_s": rate,
+                    "speedup_vs_eager": rate / eager_rate,
                     "first_call_s": first[c],
                     "rounds_step_s": per_round[c],
                 }
             )
-            print(f"{variant:<7} {c:<14} {args.batch / sec:7.1f} img/s  x{base / sec:4.2f}  (first call {first[c]:.1f} s)")
+            print(f"{variant:<7} {c:<18} {rate:7.1f} img/s  x{rate / eager_rate:4.2f}  (first call {first[c]:.1f} s)")
+        if args.profile:
+            profiles[variant] = profile(steps[args.profile], args.steps)
     return rows
+
+
+def profile(step: Step, steps: int, top: int = 15) -> list[dict]:
+    """The ``top`` operators by self CPU time over ``steps`` steps of ``step`` (ms and calls per step, share of all)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    return [
+        {
+            "op": e.key,
+            "self_ms_per_step": e.self_cpu_time_total / 1000 / steps,
+            "calls_per_step": e.count / steps,
+            "share": e.self_cpu_time_total / total,
+        }
+        for e in rows
+    ]
 
 
 def machine() -> dict:
@@ -153,6 +194,7 @@ def main() -> None:
     p.add_argument("--classes", type=int, default=743, help="classifier size (743 = CUHK03 pair-1 train ids)")
     p.add_argument("--images", type=Path, help="folder of person crops for the loader configurations")
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--profile", metavar="CONFIG", help="then profile this configuration's step (torch.profiler, CPU)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     configs = args.configs.split(",")
@@ -162,9 +204,12 @@ def main() -> None:
     if args.images and len(files) < args.batch:
         raise SystemExit(f"--images {args.images}: needs at least --batch {args.batch} .jpg crops, found {len(files)}")
     if not files:
-        configs = [c for c in configs if not c.endswith("_loader")]
+        configs = [c for c in configs if "_loader" not in c]
+    if args.profile and args.profile not in configs:
+        raise SystemExit(f"--profile {args.profile}: not among the configurations run ({', '.join(configs)})")
     load_before = os.getloadavg()
-    rows = run(args.variants.split(","), configs, args, files)
+    profiles: dict[str, list[dict]] = {}
+    rows = run(args.variants.split(","), configs, args, files, profiles)
     result = {
         "command": "python benchmarks/training/speed.py " + " ".join(sys.argv[1:]),
         "machine": machine(),
@@ -173,7 +218,7 @@ def main() -> None:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "results": rows,
-    }
+    } | ({"profile": {"config": args.profile, "top_ops": profiles}} if args.profile else {})
     print(f"load average before {load_before}, after {result['load_average_after']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

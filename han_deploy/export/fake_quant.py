@@ -81,17 +81,19 @@ class ActivationQuantizer(nn.Module):
 
     def __init__(self, scale: float, learn: bool = False) -> None:
         super().__init__()
-        self.fixed = scale
+        if not scale > 0:
+            raise QATError(f"activation scale must be > 0, got {scale}")
+        self.initial = scale
         self.log_scale = nn.Parameter(torch.tensor(math.log(scale)), requires_grad=True) if learn else None
 
     @property
     def scale(self) -> float:
         """The scale as the artifact's Q/DQ pair will hold it."""
-        return self.fixed if self.log_scale is None else float(self.log_scale.detach().exp())
+        return self.initial if self.log_scale is None else float(self.log_scale.detach().exp())
 
     def forward(self, x: Tensor) -> Tensor:
         if self.log_scale is None:
-            return torch.fake_quantize_per_tensor_affine(x, self.fixed, 0, INT8_MIN, INT8_MAX)
+            return torch.fake_quantize_per_tensor_affine(x, self.initial, 0, INT8_MIN, INT8_MAX)
         return lsq_fake_quantize(x, self.log_scale.exp())
 
 
@@ -160,13 +162,14 @@ def _slots(model: nn.Module) -> dict[str, _Slot]:
 
 @contextmanager
 def fake_quantized(
-    model: nn.Module, plan: dict[Site, float], learn_scales: bool = False
+    model: nn.Module, plan: dict[Site, float], learn_scales: bool = False, ties: list[tuple[Site, ...]] | None = None
 ) -> Iterator[dict[Site, ActivationQuantizer]]:
     """``model`` with every BatchNorm folded and frozen and int8 fake quantization at ``plan``'s sites; restored on exit.
 
-    Yields each site's quantizer (its ``scale`` is the learned one with ``learn_scales``). The weights
-    are the model's own (trained in place); leaving the context puts the original modules back, so the
-    model exports as before with its fine-tuned weights.
+    Yields each site's quantizer (its ``scale`` is the learned one with ``learn_scales``); the sites of
+    each group in ``ties`` (:func:`tied_sites`: one Q/DQ pair in the artifact) share one quantizer. The
+    weights are the model's own (trained in place); leaving the context puts the original modules back,
+    so the model exports as before with its fine-tuned weights.
     """
     swaps: list[tuple[nn.Module, str, nn.Module]] = []
 
@@ -180,6 +183,8 @@ def fake_quantized(
         if unknown:
             raise QATError(f"no PyTorch layer at the quantization site(s) {unknown}")
         quantizers = {site: ActivationQuantizer(scale, learn_scales) for site, scale in plan.items()}
+        for group in ties or []:
+            quantizers.update(dict.fromkeys(group, quantizers[group[0]]))
         for path, slot in slots.items():
             layer, bn = slot.modules()
             quantizer = quantizers.get((path, "input"))
@@ -262,6 +267,12 @@ def _activation_qdq(int8: Any, key: Key) -> tuple[Any, Any]:
     return dq, q
 
 
+def _quantized_inputs(int8: Any, fp32: Any, model: nn.Module) -> dict[Key, tuple[Site, Any]]:
+    """Each quantized activation input of ``int8``: its PyTorch site and the DequantizeLinear it reads."""
+    keys = site_keys(fp32, graph_checks.quantized_layers(int8), model)
+    return {key: (site, _activation_qdq(int8, key)[0]) for key, site in keys.items()}
+
+
 def read_plan(fp32_path: str | Path, int8_path: str | Path, model: nn.Module) -> dict[Site, float]:
     """Where ``int8_path`` (the TensorRT flavour of ``fp32_path``) quantizes activations: PyTorch site -> int8 scale."""
     import onnx
@@ -270,8 +281,7 @@ def read_plan(fp32_path: str | Path, int8_path: str | Path, model: nn.Module) ->
     int8 = onnx.load(str(int8_path))
     inits = {t.name: numpy_helper.to_array(t) for t in int8.graph.initializer}
     plan: dict[Site, float] = {}
-    for key, site in site_keys(onnx.load(str(fp32_path)), graph_checks.quantized_layers(int8), model).items():
-        dq, _ = _activation_qdq(int8, key)
+    for key, (site, dq) in _quantized_inputs(int8, onnx.load(str(fp32_path)), model).items():
         scale, zero = inits[dq.input[1]], inits[dq.input[2]]
         if scale.size != 1 or zero.dtype != np.int8 or np.any(zero != 0):
             raise QATError(f"{key[0]} input {key[1]}: not per-tensor symmetric int8, not the TensorRT flavour")
@@ -280,8 +290,25 @@ def read_plan(fp32_path: str | Path, int8_path: str | Path, model: nn.Module) ->
     return plan
 
 
+def tied_sites(fp32_path: str | Path, int8_path: str | Path, model: nn.Module) -> list[tuple[Site, ...]]:
+    """Groups of sites that read one scale in ``int8_path``: a tensor feeding several quantized layers (one Q/DQ pair).
+
+    A residual block's body and projection shortcut read the same input, as do an inception unit's
+    parallel convs; learned scales must stay equal across such a group, since the artifact holds one.
+    """
+    import onnx
+
+    groups: dict[str, set[Site]] = {}
+    for site, dq in _quantized_inputs(onnx.load(str(int8_path)), onnx.load(str(fp32_path)), model).values():
+        groups.setdefault(dq.input[1], set()).add(site)
+    return [tuple(sorted(group)) for group in groups.values() if len(group) > 1]
+
+
 def write_scales(int8: Any, fp32: Any, model: nn.Module, plan: dict[Site, float]) -> None:
-    """Give ``int8``'s activation Q/DQ pairs the scales of ``plan`` (in place), after checking it quantizes the same sites."""
+    """Give ``int8``'s activation Q/DQ pairs the scales of ``plan`` (in place), after checking it quantizes the same sites.
+
+    Sites that share a Q/DQ pair (:func:`tied_sites`) must have one scale in ``plan``: refused otherwise.
+    """
     from onnx import numpy_helper
 
     keys = site_keys(fp32, graph_checks.quantized_layers(int8), model)
@@ -289,6 +316,11 @@ def write_scales(int8: Any, fp32: Any, model: nn.Module, plan: dict[Site, float]
         diff = sorted(set(keys.values()) ^ set(plan))
         raise QATError(f"the QAT artifact's quantized sites differ from the PTQ artifact's: {diff[:5]}")
     inits = {t.name: t for t in int8.graph.initializer}
+    written: dict[str, Site] = {}
     for key, site in keys.items():
         for node in _activation_qdq(int8, key):
-            inits[node.input[1]].CopyFrom(numpy_helper.from_array(np.array(plan[site], dtype=np.float32), node.input[1]))
+            name = node.input[1]
+            first = written.setdefault(name, site)
+            if plan[first] != plan[site]:
+                raise QATError(f"{name}: one scale in the artifact for {first[0]} and {site[0]}, which have two in the plan")
+            inits[name].CopyFrom(numpy_helper.from_array(np.array(plan[site], dtype=np.float32), name))

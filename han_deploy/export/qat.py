@@ -5,7 +5,8 @@ fake-quantized where ``model.int8.onnx`` has Q/DQ (:mod:`.fake_quant`), for N ep
 embeddings of the frozen FP32 model (the teacher) on unlabeled person crops, and writes it as
 ``model.int8-qat.onnx``. The loss is the gate's own statistic (1 - per-sample cosine to the FP32
 embedding), so no labels and no classifier are needed and the crops can come from the user's cameras.
-The artifact is built as the PTQ one (FP32 export, ``quantize_int8``), then given the PTQ activation scales.
+The artifact is built as the PTQ one (FP32 export, ``quantize_int8``), then given the PTQ activation scales
+(or, with ``--qat-scales learned``, the fine-tuned ones).
 See docs/export.md "Quantization-aware fine-tuning".
 """
 
@@ -35,7 +36,7 @@ from ..train.memory_cache import ImageCache
 from ..train.recipes import RECIPES
 from ..train.schedule import warmup_cosine
 from . import calibration, parity, quantize
-from .fake_quant import QATError, Site, fake_quantized, read_plan, write_scales
+from .fake_quant import QATError, Site, fake_quantized, read_plan, tied_sites, write_scales
 
 log = logging.getLogger(__name__)
 
@@ -148,21 +149,29 @@ def distillation_loss(student: Tensor, teacher: Tensor) -> Tensor:
 
 
 def distil(
-    student: nn.Module, teacher: nn.Module, plan: dict[Site, float], crops: Crops, request: QATRequest, progress: bool = True
+    student: nn.Module,
+    teacher: nn.Module,
+    plan: dict[Site, float],
+    crops: Crops,
+    request: QATRequest,
+    progress: bool = True,
+    ties: list[tuple[Site, ...]] | None = None,
 ) -> tuple[list[float], dict[Site, float]]:
     """Fine-tune ``student`` in place, fake-quantized at ``plan``, toward the frozen ``teacher``'s embeddings.
 
     Adam without weight decay (decay would pull the weights off the teacher's) with per-iteration cosine
     decay from ``request.lr`` (from :data:`SCALE_LR` for learned scales); both in eval mode, so the student
-    runs the deployed graph (BatchNorm is folded). Returns the loss per epoch and the plan's scales after
-    training (``plan``'s own unless ``request.learn_scales``).
+    runs the deployed graph (BatchNorm is folded). ``ties``: sites that share one learned scale
+    (:func:`.fake_quant.tied_sites`). Returns the loss per epoch and the plan's scales after training
+    (``plan``'s own unless ``request.learn_scales``).
     """
     steps = math.ceil(len(crops.indices) / request.batch_size)
     generator = torch.Generator().manual_seed(request.seed)
     losses: list[float] = []
-    with fake_quantized(student.eval(), plan, request.learn_scales) as quantizers:
-        scales = [q.log_scale for q in quantizers.values() if q.log_scale is not None]
-        weights = [p for p in student.parameters() if all(p is not s for s in scales)]
+    with fake_quantized(student.eval(), plan, request.learn_scales, ties) as quantizers:
+        shared = {id(q.log_scale): q.log_scale for q in quantizers.values() if q.log_scale is not None}
+        scales = list(shared.values())
+        weights = [p for p in student.parameters() if id(p) not in shared]
         groups = [{"params": weights, "lr": request.lr}] + ([{"params": scales, "lr": SCALE_LR}] if scales else [])
         optimizer = torch.optim.Adam(groups)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: warmup_cosine(it, 0, request.epochs * steps))
@@ -262,8 +271,12 @@ def quantization_aware_int8(
     crops = load_crops(request.data, model.cfg.preprocess, gate_inputs, progress)
     reference = embed(model, gate_inputs)
     before = quantized_cosine(student, ptq_plan, gate_inputs, reference)
-    log.info("QAT: %d epoch(s) on %d crops of %s, lr %g", request.epochs, len(crops.indices), request.data, request.lr)
-    losses, plan = distil(student, model, ptq_plan, crops, request, progress)
+    mode = "learned" if request.learn_scales else "fixed"
+    log.info(
+        "QAT: %d epoch(s) on %d crops of %s, lr %g, %s scales", request.epochs, len(crops.indices), request.data, request.lr, mode
+    )
+    ties = tied_sites(*ptq, student) if request.learn_scales else None
+    losses, plan = distil(student, model, ptq_plan, crops, request, progress, ties)
     cosine = {"crops": len(gate_inputs), "ptq": before, "qat": quantized_cosine(student, plan, gate_inputs, reference)}
     cosine["qat_vs_own_fp32"] = quantized_cosine(student, plan, gate_inputs, embed(student, gate_inputs))
     report = export_artifact(student, plan, out_path, reader, export_fp32, extra_float)

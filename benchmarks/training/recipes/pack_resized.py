@@ -2,7 +2,8 @@
 
 The pair-1 originals (136 MB) exceed what a device call can carry; resized copies are about 40 MB. The copies
 go to an ignored folder and never into the repository (the CUHK03 terms). Each crop is read and resized by the
-contract's ``read_image`` / ``resize_crop``, as ``han-train`` does, then re-encoded as JPEG (quality 90).
+contract's ``read_image`` / ``resize_crop``, as ``han-train`` does, kept in OpenCV's BGR order (the file format's),
+then re-encoded as JPEG (quality 90).
 Usage: python benchmarks/training/recipes/pack_resized.py SRC DST
 """
 
@@ -21,7 +22,7 @@ from han_deploy.contract.preprocess import resize_crop
 
 def pack(src: Path, dst: Path, quality: int = 90, threads: int = 4) -> int:
     """Resize every ``*.jpg`` under ``src`` into the same relative path under ``dst``; returns the count."""
-    pre = PreprocessConfig()
+    pre = PreprocessConfig(channel_order="BGR")  # the model's RGB written by cv2.imwrite would swap red and blue
 
     def one(path: Path) -> None:
         out = dst / path.relative_to(src)

@@ -23,6 +23,7 @@ def summarize(run: Path) -> dict:
     config = json.loads((run / "config.json").read_text())
     points = [
         {"epoch": e["epoch"], "minutes": e.get("budget_spent_s", float("nan")) / 60, "lr": e["lr"], "loss": e["loss"]["total"]}
+        | {"loss_terms": e["loss"]}
         | {"train_acc": e["train_acc"], "images_per_s": e["images_per_s"]}
         | ({"eval": e["eval"], "eval_label": e["eval_label"]} if "eval" in e else {})
         for e in entries
@@ -42,7 +43,7 @@ def plot(summary: dict[str, dict], out: Path, title: str, x: str = "minutes") ->
         evals = [p for p in run["epochs"] if "eval" in p]
         for ax, key in zip(axes, ("mAP", "R1"), strict=True):
             ys = [100 * p["eval"][key] for p in evals]
-            ax.plot([p[x] for p in evals], ys, marker="o", color=colours[(2 * i) % 20 + (2 * i) // 20], label=name)
+            ax.plot([p[x] for p in evals], ys, marker="o", color=colours[(2 * i) % 20 + (i // 10) % 2], label=name)
     for ax, key in zip(axes, ("mAP", "R1"), strict=True):
         ax.set(xlabel="wall minutes" if x == "minutes" else "epoch", ylabel=f"validation {key} (%)", title=f"validation {key}")
         ax.grid(alpha=0.3)
