@@ -278,7 +278,7 @@ def test_sensitivity_pass_skips_a_layer_that_hurts_beside_those_kept(monkeypatch
 
     # alone, each of a, b, c raises the cosine; b beside a lowers it (as an attention Mul did beside three nodes on HAN-L)
     scores = {(): 0.90, ("a",): 0.95, ("b",): 0.94, ("c",): 0.92, ("a", "b"): 0.80, ("a", "c"): 0.96}
-    monkeypatch.setattr(sensitivity, "_score", lambda model, nodes, *_: scores[tuple(nodes)])
+    monkeypatch.setattr(sensitivity, "score", lambda model, nodes, *_: scores[tuple(nodes)])
     monkeypatch.setattr(sensitivity.graph_checks, "quantized_layers", lambda model: ["a", "b", "c"])
     model = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
     onnx.save(model, tmp_path / "m.onnx")
@@ -625,3 +625,24 @@ def test_json_output_is_the_manifest_alone(tmp_path: Path, capsys: pytest.Captur
     code = main(["--variant", "small", "--calib-size", "4", "--precision", "fp32,int8", "--json", "--output", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and json.loads(out)["artifacts"][0]["file"] == "model.onnx"
+
+
+@pytest.mark.parametrize(("dtype", "zero", "relu_back"), [(onnx.TensorProto.UINT8, 0, True), (onnx.TensorProto.INT8, 0, False)])
+def test_bypass_puts_back_the_relu_a_saturating_q_stood_for(dtype: int, zero: int, relu_back: bool) -> None:
+    h = onnx.helper
+    inits = [h.make_tensor("s", onnx.TensorProto.FLOAT, [], [0.1]), h.make_tensor("z", dtype, [], [zero])]
+    nodes = [
+        h.make_node("Neg", ["x"], ["pre"], name="conv"),  # stands for a conv whose ReLU the quantizer dropped
+        h.make_node("QuantizeLinear", ["pre", "s", "z"], ["q"], name="q"),
+        h.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq"),
+        h.make_node("Identity", ["dq"], ["y"], name="reader"),
+    ]
+    io = [h.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [4]) for n in ("x", "y")]
+    model = h.make_model(h.make_graph(nodes, "g", io[:1], io[1:], inits))
+    assert graph_checks.bypass_qdq(model, ["reader"]) == 1
+    onnx.checker.check_model(model)
+    assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.graph.node}
+    ort = pytest.importorskip("onnxruntime")
+    x = np.array([-1.0, -0.05, 0.3, 2.0], dtype=np.float32)
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, np.maximum(-x, 0) if relu_back else -x)  # float, and clipped only where the Q clipped

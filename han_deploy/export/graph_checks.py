@@ -209,13 +209,31 @@ def tensorrt_quantized_nodes(model: Any, kept: Iterable[str]) -> list[str]:
     return [name for name in (*weighted, *residual_adds(model)) if name not in kept]
 
 
-def _qdq_source(producers: dict[str, Any], tensor: str) -> str | None:
-    """The float tensor behind ``tensor`` when it is the output of a DQ fed by a Q, else None."""
+def _qdq_quantizer(producers: dict[str, Any], tensor: str) -> Any | None:
+    """The QuantizeLinear node behind ``tensor`` when it is the output of a DQ fed by a Q, else None."""
     dq = producers.get(tensor)
     if dq is None or dq.op_type != "DequantizeLinear":
         return None
     q = producers.get(dq.input[0])
-    return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+    return q if q is not None and q.op_type == "QuantizeLinear" else None
+
+
+def _qdq_source(producers: dict[str, Any], tensor: str) -> str | None:
+    """The float tensor behind ``tensor`` when it is the output of a DQ fed by a Q, else None."""
+    q = _qdq_quantizer(producers, tensor)
+    return None if q is None else q.input[0]
+
+
+def _saturates_at_zero(q: Any, values: dict[str, np.ndarray]) -> bool:
+    """Whether QuantizeLinear ``q`` clips negatives: zero point at its type's minimum (uint8 0, the default).
+
+    ONNX Runtime's quantizer drops a ReLU whose output gets such a Q (the Q clips for it), so the
+    float tensor in front of that Q is the pre-ReLU one.
+    """
+    zero = values.get(q.input[2]) if len(q.input) > 2 and q.input[2] else None
+    if zero is None:
+        return True
+    return bool(zero.size) and bool((zero == np.iinfo(zero.dtype).min).all())
 
 
 def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
@@ -223,22 +241,41 @@ def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
 
     Used to keep a node's inputs float after quantization (what reads a quantized tensor without being
     a quantized layer, and layers kept in float by the sensitivity pass); Q/DQ nodes left unread are
-    removed. Weights stored as INT8 initializers (no Q in front) stay dequantized. Returns inputs rewired.
+    removed. Where the Q clipped negatives for a ReLU the quantizer dropped (uint8, zero point 0: the
+    CPU flavour), a ReLU is put back in front of the reader. Weights stored as INT8 initializers (no Q in
+    front) stay dequantized. Returns inputs rewired.
     """
     graph = model.graph
     producers = _producers(graph)
+    values = _initializer_values(graph)
     names = set(nodes)
+    relu_of: dict[str, str] = {}
     rewired = 0
     for node in graph.node:
         if node.name not in names:
             continue
         for k, tensor in enumerate(node.input):
-            source = _qdq_source(producers, tensor)
-            if source is not None:
-                node.input[k] = source
-                rewired += 1
+            q = _qdq_quantizer(producers, tensor)
+            if q is None:
+                continue
+            source = q.input[0]
+            if _saturates_at_zero(q, values):
+                relu_of.setdefault(source, f"{source}_bypass_relu")
+                source = relu_of[source]
+            node.input[k] = source
+            rewired += 1
+    for source, out in relu_of.items():
+        graph.node.append(_relu_node(source, out))
+    if relu_of:
+        topological_sort(model)
     prune_unread_qdq(model)
     return rewired
+
+
+def _relu_node(source: str, out: str) -> Any:
+    from onnx import helper
+
+    return helper.make_node("Relu", [source], [out], name=f"{out}_node")
 
 
 def prune_unread_qdq(model: Any) -> int:

@@ -39,8 +39,11 @@ class SensitivityReport:
         return data
 
 
-def _score(model: Any, nodes: list[str], session: SessionFactory, inputs: np.ndarray, reference: np.ndarray) -> float:
-    """Mean cosine vs ``reference`` of ``model`` with ``nodes``' inputs bypassing their Q/DQ (``model`` untouched)."""
+def score(model: Any, nodes: list[str], session: SessionFactory, inputs: np.ndarray, reference: np.ndarray) -> float:
+    """Mean cosine vs ``reference`` of ``model`` with ``nodes``' inputs bypassing their Q/DQ (``model`` untouched).
+
+    Also the tool for group ablations (``benchmarks/export/int8_group_ablation.py``).
+    """
     trial = type(model)()
     trial.CopyFrom(model)
     graph_checks.bypass_qdq(trial, nodes)
@@ -67,18 +70,18 @@ def keep_most_harmful(
     import onnx
 
     model = onnx.load(str(int8_path))
-    baseline = _score(model, [], session, inputs, reference)
+    baseline = score(model, [], session, inputs, reference)
     report = SensitivityReport(target, baseline, baseline)
     if baseline >= target or max_layers < 1:
         return report
     layers = graph_checks.quantized_layers(model)
-    report.gains = {name: _score(model, [name], session, inputs, reference) - baseline for name in layers}
+    report.gains = {name: score(model, [name], session, inputs, reference) - baseline for name in layers}
     for name in sorted(report.gains, key=lambda n: -report.gains[n]):
         if report.final >= target or len(report.kept) >= max_layers or report.gains[name] <= 0:
             break
         # alone it helps, but with the layers already kept it may not: keep it only if the score rises
-        score = _score(model, [*report.kept, name], session, inputs, reference)
-        if score > report.final:
+        trial = score(model, [*report.kept, name], session, inputs, reference)
+        if trial > report.final:
             report.kept.append(name)
-            report.final = score
+            report.final = trial
     return report
