@@ -627,22 +627,37 @@ def test_json_output_is_the_manifest_alone(tmp_path: Path, capsys: pytest.Captur
     assert code == 0 and json.loads(out)["artifacts"][0]["file"] == "model.onnx"
 
 
-@pytest.mark.parametrize(("dtype", "zero", "relu_back"), [(onnx.TensorProto.UINT8, 0, True), (onnx.TensorProto.INT8, 0, False)])
-def test_bypass_puts_back_the_relu_a_saturating_q_stood_for(dtype: int, zero: int, relu_back: bool) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "zero", "relu_back"),
+    [
+        (onnx.TensorProto.UINT8, 0, True),  # the CPU flavour's ReLU outputs
+        (onnx.TensorProto.UINT8, None, True),  # no zero point: uint8 0
+        (onnx.TensorProto.INT8, -128, True),
+        (onnx.TensorProto.INT8, 0, False),  # symmetric int8 (TensorRT flavour): no ReLU was dropped
+    ],
+)
+def test_bypass_puts_back_the_relu_a_saturating_q_stood_for(dtype: int, zero: int | None, relu_back: bool) -> None:
     h = onnx.helper
-    inits = [h.make_tensor("s", onnx.TensorProto.FLOAT, [], [0.1]), h.make_tensor("z", dtype, [], [zero])]
+    inits = [h.make_tensor("s", onnx.TensorProto.FLOAT, [], [0.1])]
+    params = ["s"] if zero is None else ["s", "z"]
+    if zero is not None:
+        inits.append(h.make_tensor("z", dtype, [], [zero]))
     nodes = [
         h.make_node("Neg", ["x"], ["pre"], name="conv"),  # stands for a conv whose ReLU the quantizer dropped
-        h.make_node("QuantizeLinear", ["pre", "s", "z"], ["q"], name="q"),
-        h.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq"),
-        h.make_node("Identity", ["dq"], ["y"], name="reader"),
+        # holds the name the bypass's ReLU would take first: it must pick another
+        h.make_node("Identity", ["pre"], ["pre_bypass_relu"], name="taken"),
+        h.make_node("QuantizeLinear", ["pre", *params], ["q"], name="q"),
+        h.make_node("DequantizeLinear", ["q", *params], ["dq"], name="dq"),
+        h.make_node("Add", ["dq", "pre_bypass_relu"], ["y"], name="reader"),
     ]
     io = [h.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [4]) for n in ("x", "y")]
-    model = h.make_model(h.make_graph(nodes, "g", io[:1], io[1:], inits))
+    graph = h.make_graph(nodes, "g", io[:1], io[1:], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     assert graph_checks.bypass_qdq(model, ["reader"]) == 1
     onnx.checker.check_model(model)
     assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in model.graph.node}
     ort = pytest.importorskip("onnxruntime")
     x = np.array([-1.0, -0.05, 0.3, 2.0], dtype=np.float32)
     y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    np.testing.assert_allclose(y, np.maximum(-x, 0) if relu_back else -x)  # float, and clipped only where the Q clipped
+    # float, and clipped only where the Q clipped
+    np.testing.assert_allclose(y, (np.maximum(-x, 0) if relu_back else -x) - x)

@@ -16,7 +16,7 @@ THREADS = int(os.environ.get("HAN_THREADS", "2"))
 
 
 class _HeldOptions(ort.SessionOptions):
-    """Every ONNX Runtime session the export opens (its own and the quantizer's) gets THREADS threads, no spinning."""
+    """Sessions built with options (the export's own, the quantizer's) get THREADS threads and no spinning."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

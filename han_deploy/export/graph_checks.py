@@ -12,6 +12,7 @@ Everything is found from the graph's structure, not from node names, so it survi
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections import defaultdict
@@ -225,15 +226,21 @@ def _qdq_source(producers: dict[str, Any], tensor: str) -> str | None:
 
 
 def _saturates_at_zero(q: Any, values: dict[str, np.ndarray]) -> bool:
-    """Whether QuantizeLinear ``q`` clips negatives: zero point at its type's minimum (uint8 0, the default).
+    """Whether QuantizeLinear ``q`` clips negatives: an integer zero point at its type's minimum (uint8 0 the default).
 
     ONNX Runtime's quantizer drops a ReLU whose output gets such a Q (the Q clips for it), so the
-    float tensor in front of that Q is the pre-ReLU one.
+    float tensor in front of that Q is the pre-ReLU one. A zero point whose value is not a constant
+    counts as not saturating.
     """
-    zero = values.get(q.input[2]) if len(q.input) > 2 and q.input[2] else None
-    if zero is None:
-        return True
-    return bool(zero.size) and bool((zero == np.iinfo(zero.dtype).min).all())
+    if len(q.input) < 3 or not q.input[2]:
+        from onnx import TensorProto
+
+        dtype = next((a.i for a in q.attribute if a.name == "output_dtype"), 0)
+        return dtype in (0, TensorProto.UINT8)
+    zero = values.get(q.input[2])
+    if zero is None or not zero.size or zero.dtype.kind not in "iu":
+        return False
+    return bool((zero == np.iinfo(zero.dtype).min).all())
 
 
 def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
@@ -249,6 +256,7 @@ def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
     producers = _producers(graph)
     values = _initializer_values(graph)
     names = set(nodes)
+    taken = {t for n in graph.node for t in (*n.input, *n.output)} | {n.name for n in graph.node}
     relu_of: dict[str, str] = {}
     rewired = 0
     for node in graph.node:
@@ -260,7 +268,8 @@ def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
                 continue
             source = q.input[0]
             if _saturates_at_zero(q, values):
-                relu_of.setdefault(source, f"{source}_bypass_relu")
+                if source not in relu_of:
+                    relu_of[source] = _fresh_name(f"{source}_bypass_relu", taken)
                 source = relu_of[source]
             node.input[k] = source
             rewired += 1
@@ -270,6 +279,17 @@ def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
         topological_sort(model)
     prune_unread_qdq(model)
     return rewired
+
+
+def _fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_N`` with the first N that is not in ``taken``; the name is added to ``taken``."""
+    name = base
+    for n in itertools.count(1):
+        if name not in taken and f"{name}_node" not in taken:
+            break
+        name = f"{base}_{n}"
+    taken.update((name, f"{name}_node"))
+    return name
 
 
 def _relu_node(source: str, out: str) -> Any:
