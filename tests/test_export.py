@@ -608,6 +608,22 @@ def test_failed_reduced_precision_gate_writes_what_passed_unless_strict(
     assert [e["precision"] for e in data["engines"]] == ["fp32"] and manifest.verify_manifest(out / "manifest.json") == []
 
 
+def test_refused_int8_keeps_its_quantization_report_in_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for kind in ("int8", "int8-cpu"):
+        monkeypatch.setitem(parity.THRESHOLDS, kind, parity.Threshold("mean", 1.5))  # unreachable: both INT8 fail
+    ckpt = save_checkpoint(tmp_path / "small.safetensors", create_model("small"))
+    args = ["--checkpoint", str(ckpt), "--precision", "fp32,int8", "--calib-data", "synthetic", "--sensitivity-layers", "0"]
+    code, err = _run_cli([*args, "--calib-size", "8", "--output", str(tmp_path / "out")], capsys)
+    assert code == 1 and "refused model.int8.onnx, model.int8-cpu.onnx" in err
+    data = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [a["file"] for a in data["artifacts"]] == ["model.onnx"]
+    reports = data["parity"]["refused_quantization"]
+    assert {name: r["flavour"] for name, r in reports.items()} == {"model.int8.onnx": "tensorrt", "model.int8-cpu.onnx": "cpu"}
+    assert all(r["sensitivity"]["kept"] == [] and r["calib_size"] == 8 for r in reports.values())
+
+
 def test_fp16_io_variant_takes_and_returns_float16(exported: tuple[Path, dict], tmp_path: Path) -> None:
     from han_deploy.export.fp16 import convert_fp16
 

@@ -386,6 +386,8 @@ def _export_into(
             "enforced_for_reduced_precision": enforce,
             "results": [r.to_dict() for r in results],
             "refused": refused,
+            # what quantization (and its sensitivity pass) did for the INT8 artifacts that were refused
+            "refused_quantization": {name: quant_reports[name] for name in refused if name in quant_reports},
         },
         "recipes": recipes,
     }, results
