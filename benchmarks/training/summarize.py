@@ -118,7 +118,7 @@ def plot_budget(path: Path, title: str, plotted: list[tuple[str, str]]) -> bool:
     runs = [(label, entries) for label, entries in ((lb, _log(n)) for lb, n in plotted) if entries]
     if not runs:
         return False
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5))
     for label, entries in runs:
         minutes = list(itertools.accumulate(e["seconds"] / 60 for e in entries))
         final = next((e["eval"] for e in reversed(entries) if "eval" in e), None)
@@ -128,11 +128,11 @@ def plot_budget(path: Path, title: str, plotted: list[tuple[str, str]]) -> bool:
         ax_acc.plot(minutes, [100 * e["train_acc"]["global"] for e in entries], marker=".", label=name)
     ax_loss.set(xlabel="wall minutes (2-core CPU)", ylabel="training loss (both branches)", title="loss")
     ax_acc.set(xlabel="wall minutes (2-core CPU)", ylabel="training accuracy, global branch (%)", title="accuracy")
-    ax_acc.legend(fontsize=8, loc="lower right")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title}: what each variant does with the same minutes")
-    fig.tight_layout()
+    fig.legend(*ax_acc.get_legend_handles_labels(), loc="lower center", fontsize=8)  # below both panels
+    fig.tight_layout(rect=(0, 0.05 * len(runs) + 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
