@@ -296,14 +296,21 @@ def test_select_data_gate_and_calibration_sources(tmp_path: Path, calib_dir: Pat
     with pytest.warns(UserWarning, match="SYNTHETIC people"):
         data = _select_data(opts, cfg)
     assert data.calib_source == "synthetic" and "synthetic crops" in data.gate_source and len(data.gate_inputs) == 32
+    assert data.probe is not None and len(data.probe) == 32 and data.calib is not None
+    assert not {c.tobytes() for c in data.probe} & {c.tobytes() for c in data.calib}  # another seed
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _select_data(ExportOptions(precisions=("fp32", "int8"), calib_size=4, calib_data="synthetic"), cfg).calib
     held = _select_data(ExportOptions(precisions=("fp32", "int8"), calib_size=64, calib_data=calib_dir), cfg)
-    assert held.calib is not None and len(held.calib) == 12 and len(held.gate_inputs) == 4
+    # 16 crops: a quarter held apart, split between the gate and the sensitivity pass's probe
+    assert held.calib is not None and len(held.calib) == 12 and len(held.gate_inputs) == 2
+    assert held.probe is not None and len(held.probe) == 2
     calib_set = {c.tobytes() for c in held.calib}
-    gate_set = {c.tobytes() for c in calibration.split_crops(calib_dir, 64, 32)[1]}
-    assert not calib_set & gate_set  # held apart
+    apart = calibration.split_crops(calib_dir, 64, 64)[1]
+    assert not calib_set & {c.tobytes() for c in apart}  # gate and probe both held apart from calibration
+    assert {c.tobytes() for c in held.probe} == {c.tobytes() for c in apart[1::2]}
+    fp32_only = _select_data(ExportOptions(precisions=("fp32",), calib_data=calib_dir), cfg)
+    assert fp32_only.calib is None and fp32_only.probe is None
 
 
 def test_no_simplify_graph_and_entropy_calibration_quantize(tmp_path: Path) -> None:

@@ -194,11 +194,16 @@ class ExportData:
     gate_inputs: np.ndarray
     gate_source: str
     eval_split: tuple[np.ndarray, np.ndarray, dict] | None
+    probe: list[np.ndarray] | None = None  # the sensitivity pass's crops: held apart from calibration and the gate
     qat: Any = None  # the checked --qat-epochs request (qat.QATRequest), None without QAT
 
 
 def _select_data(opts: ExportOptions, cfg: HANConfig) -> ExportData:
-    """Gate on --eval-data, else on crops of --calib-data held apart from calibration, else on synthetic crops."""
+    """Gate on --eval-data, else on crops of --calib-data held apart from calibration, else on synthetic crops.
+
+    The sensitivity pass probes on other crops held apart from calibration (scored on the crops the ranges
+    were fitted to, it overrates the INT8 model: docs/export.md "Sensitivity pass").
+    """
     from ..contract.preprocess import preprocess
 
     try:
@@ -207,11 +212,12 @@ def _select_data(opts: ExportOptions, cfg: HANConfig) -> ExportData:
         raise ExportError(f"--eval-data: {exc}") from None
     folder = None if opts.calib_data in (None, calibration.SYNTHETIC) else Path(opts.calib_data)
     int8 = _makes_int8(opts)
-    calib, held = None, None
+    calib, held, probe = None, None, None
     if folder is not None and eval_split is None:
-        calib, held = calibration.split_crops(folder, opts.calib_size, GATE_SAMPLES, opts.seed)
+        calib, apart = calibration.split_crops(folder, opts.calib_size, 2 * GATE_SAMPLES, opts.seed)
+        held, probe = (apart[::2], apart[1::2]) if len(apart) > 1 else (apart, None)
     elif folder is not None and int8:
-        calib = calibration.load_crops(folder, opts.calib_size, opts.seed)
+        calib, probe = calibration.split_crops(folder, opts.calib_size, GATE_SAMPLES, opts.seed)
     if eval_split is not None:
         pool = np.concatenate(eval_split[:2])
         pick = np.sort(np.random.default_rng(opts.seed).permutation(len(pool))[:GATE_SAMPLES])
@@ -228,7 +234,8 @@ def _select_data(opts: ExportOptions, cfg: HANConfig) -> ExportData:
         if opts.calib_data is None:
             warnings.warn(SYNTHETIC_CALIBRATION_WARNING, stacklevel=3)
         calib, calib_source = calibration.synthetic_crops(opts.calib_size, opts.seed), calibration.SYNTHETIC
-    return ExportData(calib if int8 else None, calib_source if int8 else None, gate, source, eval_split)
+        probe = calibration.synthetic_crops(GATE_SAMPLES, seed=opts.seed + 2)
+    return ExportData(calib if int8 else None, calib_source if int8 else None, gate, source, eval_split, probe if int8 else None)
 
 
 def _stage_dir(output: Path) -> Path:
@@ -291,10 +298,17 @@ def run_export(opts: ExportOptions) -> dict[str, Any]:
     return result
 
 
-def _quantize(stage: Path, opts: ExportOptions, cfg: HANConfig, calib: list[np.ndarray]) -> dict[str, Any]:
-    """Both INT8 flavours from ``stage/model.onnx``, each with the sensitivity pass; name -> quantization report."""
+def _quantize(
+    stage: Path, opts: ExportOptions, cfg: HANConfig, calib: list[np.ndarray], held: list[np.ndarray] | None
+) -> dict[str, Any]:
+    """Both INT8 flavours from ``stage/model.onnx``, each with the sensitivity pass; name -> quantization report.
+
+    The pass probes on ``held`` (crops apart from calibration and the gate), else on calibration crops.
+    """
+    from ..contract.preprocess import preprocess
+
     reader = calibration.CropCalibrationReader(calib, cfg.preprocess)
-    probe = reader.inputs[:GATE_SAMPLES]  # calibration crops: the gate's crops stay unseen
+    probe = preprocess(held, cfg.preprocess) if held else reader.inputs[:GATE_SAMPLES]
     reference = parity.run_batched(parity.ort_infer(stage / "model.onnx"), probe, GATE_SAMPLES)
     reports: dict[str, Any] = {}
     for name, kind, flavour in (("model.int8.onnx", "int8", "tensorrt"), ("model.int8-cpu.onnx", "int8-cpu", "cpu")):
@@ -408,7 +422,7 @@ def _write_onnx(stage: Path, opts: ExportOptions, model: Any, flops: int, data: 
         files.append("model.fp16.onnx")
     quant_reports: dict[str, Any] = {}
     if data.calib is not None:
-        quant_reports = _quantize(stage, opts, cfg, data.calib)
+        quant_reports = _quantize(stage, opts, cfg, data.calib, data.probe)
         files += list(quant_reports)
     if "int8-fp16" in opts.precisions and "model.int8.onnx" in quant_reports:
         from .mixed_precision import convert_int8_fp16

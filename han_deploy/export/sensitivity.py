@@ -2,7 +2,8 @@
 
 One layer at a time (docs/export.md "Sensitivity pass"): for every quantized layer, the INT8 model
 with only that layer's inputs back in float is scored by its mean per-sample cosine against the FP32
-model on probe crops (calibration crops, never the gate's). Layers are then kept float in order of
+model on probe crops (held apart from calibration and from the gate's; calibration crops only when
+there are no others). Layers are then kept float in order of
 their gain, each only if it raises the score of those already kept, until the target cosine is met
 or ``max_layers`` are kept.
 """
