@@ -84,7 +84,7 @@ def _add_int8_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sensitivity-layers",
         type=int,
-        default=8,
+        default=12,
         metavar="N",
         help="when an INT8 flavour misses its target on calibration crops, keep up to N most harmful layers float (0: off)",
     )

@@ -85,7 +85,7 @@ class ExportOptions:
     max_map_drop: float = parity.MAX_MAP_DROP
     targets: tuple[str, ...] = ()
     seed: int = 0
-    sensitivity_layers: int = 8  # at most this many INT8 layers kept float when a flavour misses its target
+    sensitivity_layers: int = 12  # at most this many INT8 layers kept float when a flavour misses its target
     qat_epochs: int = 0  # quantization-aware fine-tuning epochs for model.int8-qat.onnx (0: off)
     qat_data: Path | None = None  # QAT: folder of person crops (None: the calib_data folder)
     qat_lr: float | None = None  # QAT: peak lr (None: qat.DEFAULT_LR)
