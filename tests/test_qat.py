@@ -303,11 +303,12 @@ def test_han_export_writes_and_gates_the_qat_artifact(tmp_path: Path) -> None:
     files = {a["file"]: a for a in data["artifacts"]}
     assert (tmp_path / "out" / "model.int8-qat.onnx").is_file() and files["model.int8-qat.onnx"]["int8_flavour"] == "tensorrt-qat"
     info = files["model.int8-qat.onnx"]["quantization"]["qat"]
-    # --qat-data defaults to --calib-data; the gate holds 3 of its 12 crops apart, and QAT leaves those out
-    assert info["data"] == str(calib) and info["left_out_gate_crops"] == 3 and info["crops"] == 9
+    # --qat-data defaults to --calib-data; a quarter of its 12 crops is held apart from calibration, 2 of
+    # them for the gate (the third probes the sensitivity pass), and QAT leaves the gate's out
+    assert info["data"] == str(calib) and info["left_out_gate_crops"] == 2 and info["crops"] == 10
     gated = {r["artifact"]: r for r in data["parity"]["results"]}
     assert gated["model.int8-qat.onnx"]["session"] == gated["model.int8.onnx"]["session"] == "qdq-simulated"
-    assert "QAT 1 epoch(s) on 9 crops" in _summary(data)
+    assert "QAT 1 epoch(s) on 10 crops" in _summary(data)
 
 
 # ---- bad input ------------------------------------------------------------------------------------
