@@ -86,7 +86,8 @@ def _add_int8_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=12,
         metavar="N",
-        help="when an INT8 flavour misses its target on calibration crops, keep up to N most harmful layers float (0: off)",
+        help="when an INT8 flavour misses its target on probe crops held apart from calibration, keep up to N most "
+        "harmful layers float (0: off)",
     )
 
 

@@ -219,12 +219,6 @@ def _qdq_quantizer(producers: dict[str, Any], tensor: str) -> Any | None:
     return q if q is not None and q.op_type == "QuantizeLinear" else None
 
 
-def _qdq_source(producers: dict[str, Any], tensor: str) -> str | None:
-    """The float tensor behind ``tensor`` when it is the output of a DQ fed by a Q, else None."""
-    q = _qdq_quantizer(producers, tensor)
-    return None if q is None else q.input[0]
-
-
 def _saturates_at_zero(q: Any, values: dict[str, np.ndarray]) -> bool:
     """Whether QuantizeLinear ``q`` clips negatives: an integer zero point at its type's minimum (uint8 0 the default).
 
@@ -344,7 +338,7 @@ def float_readers_of_qdq(model: Any, quantized: Iterable[str]) -> list[str]:
         for n in model.graph.node
         if n.name not in keep
         and n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-        and any(_qdq_source(producers, i) is not None for i in n.input)
+        and any(_qdq_quantizer(producers, i) is not None for i in n.input)
     ]
 
 
