@@ -6,6 +6,7 @@ import json
 import shlex
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -18,7 +19,7 @@ onnx = pytest.importorskip("onnx")
 cv2 = pytest.importorskip("cv2")
 
 from han_deploy.config import INPUT_NAME, OUTPUT_NAME, read_contract  # noqa: E402
-from han_deploy.export import calibration, graph_checks, manifest, parity  # noqa: E402
+from han_deploy.export import calibration, graph_checks, integer_means, manifest, parity  # noqa: E402
 from han_deploy.export.cli import build_parser, main  # noqa: E402
 from han_deploy.export.exporter import ExportOptions, run_export  # noqa: E402
 from han_deploy.model import create_model, model_config, save_checkpoint  # noqa: E402
@@ -198,6 +199,33 @@ def test_cpu_int8_optimised_graph_has_no_float_conv_beyond_the_kept_ones(exporte
     assert sum(n.op_type == "QLinearConv" for n in optimised.graph.node) >= 30
 
 
+def test_attention_means_rewritten_keep_the_fp32_function(exported: tuple[Path, dict]) -> None:
+    out, _ = exported
+    model = onnx.load(str(out / "model.onnx"))
+    x = np.random.default_rng(0).standard_normal((2, 3, 160, 64), dtype=np.float32)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
+    assert integer_means.rewrite_means(model).counts() == {"GlobalAveragePool": 3, "Conv": 3}  # two per HA module
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
+    np.testing.assert_allclose(after[0], before[0], atol=1e-5)
+
+
+def test_cpu_int8_runs_the_attention_means_in_integer(exported: tuple[Path, dict]) -> None:
+    out, data = exported
+    report = next(a for a in data["artifacts"] if a["file"] == "model.int8-cpu.onnx")["quantization"]
+    assert report["rewritten_means"] == {"GlobalAveragePool": 3, "Conv": 3}
+    ops = Counter(n.op_type for n in graph_checks.optimized_graph(out / "model.int8-cpu.onnx").graph.node)
+    assert ops["QLinearGlobalAveragePool"] == 3  # soft channel attention's pooling, one per HA module
+    assert ops["ReduceMean"] == 2  # only the heads' pooling (no kept dims), which stays float
+    q = onnx.load(str(out / "model.int8-cpu.onnx"))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in q.graph.initializer}
+    mean_weights = [n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0].endswith("mean_weight_quantized")]
+    assert len(mean_weights) == 3
+    for dq in mean_weights:  # 1/C stored exactly as int8 ones (no 127s to saturate AVX2's 16-bit sums)
+        w, scale = inits[dq.input[0]], inits[dq.input[1]]
+        assert w.dtype == np.int8 and (w == 1).all()
+        np.testing.assert_allclose(scale, 1.0 / w.shape[1], rtol=1e-6)
+
+
 def test_kept_float_nodes_are_stem_grid_and_tail(exported: tuple[Path, dict]) -> None:
     out, _ = exported
     model = onnx.load(str(out / "model.onnx"))
@@ -364,10 +392,12 @@ def test_nonnegative_tensors_follow_relu_and_stop_at_conv(exported: tuple[Path, 
     out, _ = exported
     model = onnx.load(str(out / "model.onnx"))
     nonneg = graph_checks.nonnegative_tensors(model)
+    consts = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type in ("Relu", "Sigmoid"):
             assert node.output[0] in nonneg
-        if node.op_type in ("Conv", "Tanh", "Gemm"):
+        has_negative_constant = any((consts[i] < 0).any() for i in node.input if i in consts)
+        if node.op_type == "Tanh" or (node.op_type in ("Conv", "Gemm") and has_negative_constant):
             assert node.output[0] not in nonneg
         if node.op_type == "GridSample":  # crops of non-negative features are non-negative
             assert node.output[0] in nonneg

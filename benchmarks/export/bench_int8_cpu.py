@@ -1,5 +1,8 @@
 """CPU latency / throughput of FP32 vs both INT8 ONNX models (ONNX Runtime), S/M/L, batch 1 and 32.
 
+Also times the CPU flavour without its attention-mean rewrite (float ReduceMean; same calibration) to
+show what the rewrite gains.
+
 All sessions of a variant and batch size are timed interleaved in one process (round-robin within
 each round, the order rotated every round), with ``session.intra_op.allow_spinning=0`` so idle
 sessions do not steal cores; numbers are medians over rounds. Writes JSON and a Markdown table.
@@ -21,20 +24,43 @@ from pathlib import Path
 import numpy as np
 
 MODELS = {"fp32": "model.onnx", "int8-trt": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx"}
+# the CPU flavour without the attention-mean rewrite (float ReduceMean), same calibration: the rewrite's gain
+ABLATION = {"int8-cpu-reducemean": "model.int8-cpu-reducemean.onnx"}
+
+
+def _cpu_report(out: Path) -> dict | None:
+    """The CPU flavour's quantization report in ``out/manifest.json``, if that export exists."""
+    path = out / "manifest.json"
+    if not all((out / f).is_file() for f in MODELS.values()) or not path.is_file():
+        return None
+    artifacts = json.loads(path.read_text())["artifacts"]
+    return next(a for a in artifacts if a["file"] == MODELS["int8-cpu"])["quantization"]
 
 
 def export_variant(variant: str, root: Path, calib_size: int, checkpoint: Path | None) -> Path:
-    """Export FP32 + both INT8 models of ``variant`` under ``root/variant`` (reused when present)."""
+    """Export FP32 + both INT8 models of ``variant`` under ``root/variant`` (reused when present and current),
+    and the CPU flavour again without the attention-mean rewrite: same calibration, same layers kept float."""
+    from han_deploy.export import calibration, quantize
     from han_deploy.export.exporter import ExportOptions, run_export
+    from han_deploy.model import model_config
 
     out = root / variant
-    if all((out / f).is_file() for f in MODELS.values()):
-        return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run_export(
-            ExportOptions(variant=variant, output=out, precisions=("fp32", "int8"), calib_size=calib_size, checkpoint=checkpoint)
-        )
+    report = _cpu_report(out)
+    if report is None or "rewritten_means" not in report:  # absent, or exported before the rewrite
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opts = ExportOptions(
+                variant=variant, output=out, precisions=("fp32", "int8"), calib_size=calib_size, checkpoint=checkpoint
+            )
+            run_export(opts)
+        report = _cpu_report(out)
+    ablation = out / ABLATION["int8-cpu-reducemean"]
+    if not ablation.is_file():
+        # the export's own calibration crops when no calibration folder is given (synthetic, ExportOptions' seed)
+        crops = calibration.synthetic_crops(calib_size, ExportOptions.seed)
+        reader = calibration.CropCalibrationReader(crops, model_config(variant).preprocess)
+        kept = tuple(report["sensitivity"]["kept"]) if report.get("sensitivity") else ()
+        quantize.quantize_int8(out / MODELS["fp32"], ablation, reader, "cpu", extra_float=kept, integer_means=False)
     return out
 
 
@@ -100,10 +126,10 @@ def main() -> None:
     for variant in args.variants.split(","):
         ckpt = Path(ckpts[variant]) if variant in ckpts else None
         folder = export_variant(variant, args.export_dir, args.calib_size, ckpt)
-        paths = {k: folder / f for k, f in MODELS.items()}
+        paths = {k: folder / f for k, f in {**MODELS, **ABLATION}.items()}
         for batch in map(int, args.batches.split(",")):
             r = bench(paths, batch, args.rounds, args.min_time, args.threads)
-            for k in ("int8-trt", "int8-cpu"):
+            for k in ("int8-trt", "int8-cpu", *ABLATION):
                 r[k]["speedup_vs_fp32"] = r[k]["throughput"] / r["fp32"]["throughput"]
             results[f"{variant}/b{batch}"] = r
             print(variant, batch, {k: f"{v['throughput']:.1f} img/s" for k, v in r.items()}, flush=True)
@@ -130,16 +156,17 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=2) + "\n")
     rows = [
-        "| variant | batch | FP32 img/s | INT8-TRT img/s (x FP32) | INT8-CPU img/s (x FP32) | FP32 ms/call | INT8-CPU ms/call |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | batch | FP32 img/s | INT8-TRT img/s (x FP32) | INT8-CPU img/s (x FP32) "
+        "| INT8-CPU, float ReduceMean (x FP32) | FP32 ms/call | INT8-CPU ms/call |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, r in results.items():
         v, b = key.split("/b")
-        fp32, trt, cpu = r["fp32"], r["int8-trt"], r["int8-cpu"]
-        rows.append(
-            f"| {v} | {b} | {fp32['throughput']:.1f} | {trt['throughput']:.1f} ({trt['speedup_vs_fp32']:.2f}x) "
-            f"| {cpu['throughput']:.1f} ({cpu['speedup_vs_fp32']:.2f}x) | {fp32['latency_ms']:.2f} | {cpu['latency_ms']:.2f} |"
+        fp32, cpu = r["fp32"], r["int8-cpu"]
+        speed = " | ".join(
+            f"{r[k]['throughput']:.1f} ({r[k]['speedup_vs_fp32']:.2f}x)" for k in ("int8-trt", "int8-cpu", *ABLATION)
         )
+        rows.append(f"| {v} | {b} | {fp32['throughput']:.1f} | {speed} | {fp32['latency_ms']:.2f} | {cpu['latency_ms']:.2f} |")
     args.out.with_suffix(".md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
 

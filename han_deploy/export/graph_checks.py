@@ -30,7 +30,8 @@ _NONNEG_PRESERVING = {
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "GridSample",
     "DepthToSpace", "SpaceToDepth", "Tile", "Split",
 }  # fmt: skip
-_NONNEG_ALL_INPUTS = {"Mul", "Add", "Concat", "Div", "Max", "Min"}
+# (a Conv qualifies when its weights and bias are constants >= 0 too, e.g. a mean over channels)
+_NONNEG_ALL_INPUTS = {"Mul", "Add", "Concat", "Div", "Max", "Min", "Conv"}
 CONV_OPS = {"Conv", "FusedConv", "ConvTranspose"}
 FC_OPS = {"MatMul", "Gemm"}
 
@@ -48,7 +49,8 @@ def _producers(graph: Any) -> dict[str, Any]:
     return {name: node for node in graph.node for name in node.output}
 
 
-def _initializer_values(graph: Any) -> dict[str, np.ndarray]:
+def initializer_values(graph: Any) -> dict[str, np.ndarray]:
+    """Every constant of ``graph`` by tensor name: initializers and the outputs of Constant nodes."""
     from onnx import numpy_helper
 
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -84,7 +86,7 @@ def topological_sort(model: Any) -> None:
 def nonnegative_tensors(model: Any) -> set[str]:
     """Names of the activation tensors that are >= 0 for every input (found by forward propagation)."""
     graph = model.graph
-    consts = _initializer_values(graph)
+    consts = initializer_values(graph)
     nonneg = {name for name, value in consts.items() if value.dtype.kind in "fiu" and value.size and (value >= 0).all()}
     for node in graph.node:  # ONNX graphs are topologically sorted
         data = [i for i in node.input if i]
@@ -248,7 +250,7 @@ def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
     """
     graph = model.graph
     producers = _producers(graph)
-    values = _initializer_values(graph)
+    values = initializer_values(graph)
     names = set(nodes)
     taken = {t for n in graph.node for t in (*n.input, *n.output)} | {n.name for n in graph.node}
     relu_of: dict[str, str] = {}
@@ -263,7 +265,7 @@ def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
             source = q.input[0]
             if _saturates_at_zero(q, values):
                 if source not in relu_of:
-                    relu_of[source] = _fresh_name(f"{source}_bypass_relu", taken)
+                    relu_of[source] = fresh_name(f"{source}_bypass_relu", taken)
                 source = relu_of[source]
             node.input[k] = source
             rewired += 1
@@ -275,7 +277,7 @@ def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
     return rewired
 
 
-def _fresh_name(base: str, taken: set[str]) -> str:
+def fresh_name(base: str, taken: set[str]) -> str:
     """``base``, or ``base_N`` with the first N that is not in ``taken``; the name is added to ``taken``."""
     name = base
     for n in itertools.count(1):
@@ -311,11 +313,18 @@ def prune_unread_qdq(model: Any) -> int:
         for node in dead:
             graph.node.remove(node)
         removed += len(dead)
-    read = {i for n in graph.node for i in n.input}
-    unread = [t for t in graph.initializer if t.name not in read]
-    for tensor in unread:  # their scales and zero points
-        graph.initializer.remove(tensor)
+    prune_unread_initializers(model)  # their scales and zero points
     return removed
+
+
+def prune_unread_initializers(model: Any) -> int:
+    """Remove the initializers no node reads; returns how many."""
+    graph = model.graph
+    read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    unread = [t for t in graph.initializer if t.name not in read]
+    for tensor in unread:
+        graph.initializer.remove(tensor)
+    return len(unread)
 
 
 def quantized_layers(model: Any) -> list[str]:
@@ -478,7 +487,9 @@ def qdq_summary(model: Any) -> dict[str, Any]:
         )
         if is_weight:
             dims = inits[node.input[0]].dims
-            if len(dims) > 1 and max(dims) > 1:  # a conv / FC weight with several output channels
+            # output channels: axis 1 of a MatMul weight (K, N), axis 0 of a conv's (O, I, kh, kw);
+            # a weight with one (e.g. a mean over channels) is neither per-channel nor per-tensor
+            if len(dims) > 1 and dims[1 if len(dims) == 2 else 0] > 1:
                 scale = numpy_helper.to_array(inits[node.input[1]])
                 if scale.size > 1:
                     per_channel_weights += 1

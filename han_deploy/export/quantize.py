@@ -12,7 +12,8 @@ integer. So:
   Q -> DQ pair, float biases: how TensorRT's parser takes explicit quantization;
 * ``cpu`` (``model.int8-cpu.onnx``): uint8 for tensors that are non-negative by construction (zero
   point 0), int8 symmetric for the few signed ones (soft-attention maps), int8 per-channel weights,
-  Q/DQ around every op ONNX Runtime can run in integer.
+  Q/DQ around every op ONNX Runtime can run in integer; the attention means are first rewritten as
+  ops it runs in integer (:mod:`~han_deploy.export.integer_means`).
 
 Both keep the stem conv, the crop-grid arithmetic and the embedding tail in float
 (:func:`~han_deploy.export.graph_checks.kept_float_nodes`) and split shared DequantizeLinear nodes.
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import graph_checks
+from . import integer_means as integer_means_rewrite
 from .onnx_export import save_derived
 
 FLAVOURS = ("tensorrt", "cpu")
@@ -49,6 +51,7 @@ class QuantizeReport:
     split_dequantize: int
     kept_convs: list[str] = field(default_factory=list)
     qdq: dict[str, Any] = field(default_factory=dict)
+    rewritten_means: dict[str, int] = field(default_factory=dict)  # CPU flavour: integer_means.rewrite_means
 
     def to_dict(self) -> dict[str, Any]:
         reasons: dict[str, int] = {}
@@ -62,6 +65,7 @@ class QuantizeReport:
             "kept_float_convs": sorted(self.kept_convs),
             "split_dequantize": self.split_dequantize,
             "qdq": self.qdq,
+            "rewritten_means": self.rewritten_means,
         }
 
 
@@ -154,6 +158,7 @@ def quantize_int8(
     percentile: float = 99.99,
     keep_float: tuple[str, ...] = KEEP_FLOAT,
     extra_float: tuple[str, ...] = (),
+    integer_means: bool = True,
 ) -> QuantizeReport:
     """Quantize the FP32 ONNX at ``fp32_path`` into ``out_path`` (written via a temporary name).
 
@@ -161,6 +166,7 @@ def quantize_int8(
     Metadata (the preprocessing contract) is carried over, with ``precision`` and ``int8_flavour`` added.
     ``keep_float`` names the groups of nodes left in float (all by default; fewer only for ablations);
     ``extra_float`` lists further node names to leave in float (the sensitivity pass, ablations).
+    ``integer_means=False`` leaves the CPU flavour's attention means as float ReduceMean (speed ablation).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -172,9 +178,12 @@ def quantize_int8(
     model = onnx.load(str(fp32_path))
     graph_checks.fold_constant_identities(model)  # --no-simplify graphs
     graph_checks.unshare_initializers(model)
+    means = integer_means_rewrite.rewrite_means(model) if flavour == "cpu" and integer_means else None
     kept = {n: r for n, r in graph_checks.kept_float_nodes(model).items() if r in keep_float}
     kept.update({name: "sensitivity" for name in extra_float if name not in kept})
     nodes_to_quantize, extra = _quantizer_settings(model, flavour, kept)
+    if means is not None:
+        extra["TensorQuantOverrides"].update(integer_means_rewrite.weight_overrides(model, means))
     extra["CalibPercentile"] = percentile
     with tempfile.TemporaryDirectory(prefix="han-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
@@ -205,4 +214,6 @@ def quantize_int8(
     split = graph_checks.split_shared_dequantize(quantized)
     save_derived(quantized, model, out_path, precision="int8", int8_flavour=flavour)
     kept_convs = [n.name for n in model.graph.node if n.name in kept and n.op_type in graph_checks.CONV_OPS]
-    return QuantizeReport(flavour, calib_method, len(reader), kept, split, kept_convs, graph_checks.qdq_summary(quantized))
+    rewritten = means.counts() if means is not None else {}
+    summary = graph_checks.qdq_summary(quantized)
+    return QuantizeReport(flavour, calib_method, len(reader), kept, split, kept_convs, summary, rewritten)
