@@ -102,6 +102,4 @@ def weight_overrides(model: Any, done: RewrittenMeans) -> dict[str, list[dict[st
     (2 x 255 x 127 > 32767), which would clip the mean at the most activated pixels.
     """
     dims = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    return {
-        weight: [{"axis": 0, "scale": np.float32(1.0 / dims[weight][1]), "zero_point": 0}] for weight in done.convs.values()
-    }
+    return {weight: [{"axis": 0, "scale": np.float32(1.0 / dims[weight][1]), "zero_point": 0}] for weight in done.convs.values()}
