@@ -60,7 +60,7 @@ def export_variant(variant: str, root: Path, calib_size: int, checkpoint: Path |
         crops = calibration.synthetic_crops(calib_size, ExportOptions.seed)
         reader = calibration.CropCalibrationReader(crops, model_config(variant).preprocess)
         kept = tuple(report["sensitivity"]["kept"]) if report.get("sensitivity") else ()
-        quantize.quantize_int8(out / MODELS["fp32"], ablation, reader, "cpu", extra_float=kept, integer_means=False)
+        quantize.quantize_int8(out / MODELS["fp32"], ablation, reader, "cpu", extra_float=kept, rewrite_means=False)
     return out
 
 

@@ -6,8 +6,8 @@ whole feature map, a float reduction and layout transposes around it (docs/expor
 the INT8 models"). The same means as ops that its quantizer and CPU kernels do take in integers:
 
 * mean over (H, W), dims kept -> ``GlobalAveragePool`` (fused to ``QLinearGlobalAveragePool``);
-* mean over C, dim kept -> a 1x1 ``Conv`` with C weights of 1/C and no bias (``QLinearConv``; per-channel
-  symmetric int8 stores every weight exactly, as 127 steps of (1/C)/127).
+* mean over C, dim kept -> a 1x1 ``Conv`` with C weights of 1/C and no bias (``QLinearConv``; its weights
+  are quantized as int8 ones with scale 1/C, see :func:`weight_overrides`).
 
 Each is the function of the ReduceMean it replaces (float summation order aside), so the FP32 graph's
 outputs do not change; only the CPU flavour is rewritten (TensorRT reduces in any precision itself).

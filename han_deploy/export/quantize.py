@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import graph_checks
-from . import integer_means as integer_means_rewrite
+from . import graph_checks, integer_means
 from .onnx_export import save_derived
 
 FLAVOURS = ("tensorrt", "cpu")
@@ -158,7 +157,7 @@ def quantize_int8(
     percentile: float = 99.99,
     keep_float: tuple[str, ...] = KEEP_FLOAT,
     extra_float: tuple[str, ...] = (),
-    integer_means: bool = True,
+    rewrite_means: bool = True,
 ) -> QuantizeReport:
     """Quantize the FP32 ONNX at ``fp32_path`` into ``out_path`` (written via a temporary name).
 
@@ -166,7 +165,7 @@ def quantize_int8(
     Metadata (the preprocessing contract) is carried over, with ``precision`` and ``int8_flavour`` added.
     ``keep_float`` names the groups of nodes left in float (all by default; fewer only for ablations);
     ``extra_float`` lists further node names to leave in float (the sensitivity pass, ablations).
-    ``integer_means=False`` leaves the CPU flavour's attention means as float ReduceMean (speed ablation).
+    ``rewrite_means=False`` leaves the CPU flavour's attention means as float ReduceMean (speed ablation).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -178,12 +177,12 @@ def quantize_int8(
     model = onnx.load(str(fp32_path))
     graph_checks.fold_constant_identities(model)  # --no-simplify graphs
     graph_checks.unshare_initializers(model)
-    means = integer_means_rewrite.rewrite_means(model) if flavour == "cpu" and integer_means else None
+    means = integer_means.rewrite_means(model) if flavour == "cpu" and rewrite_means else None
     kept = {n: r for n, r in graph_checks.kept_float_nodes(model).items() if r in keep_float}
     kept.update({name: "sensitivity" for name in extra_float if name not in kept})
     nodes_to_quantize, extra = _quantizer_settings(model, flavour, kept)
     if means is not None:
-        extra["TensorQuantOverrides"].update(integer_means_rewrite.weight_overrides(model, means))
+        extra["TensorQuantOverrides"].update(integer_means.weight_overrides(model, means))
     extra["CalibPercentile"] = percentile
     with tempfile.TemporaryDirectory(prefix="han-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
