@@ -19,7 +19,7 @@ onnx = pytest.importorskip("onnx")
 cv2 = pytest.importorskip("cv2")
 
 from han_deploy.config import INPUT_NAME, OUTPUT_NAME, read_contract  # noqa: E402
-from han_deploy.export import calibration, graph_checks, integer_means, manifest, parity  # noqa: E402
+from han_deploy.export import calibration, equalize, graph_checks, integer_means, manifest, parity  # noqa: E402
 from han_deploy.export.cli import build_parser, main  # noqa: E402
 from han_deploy.export.exporter import ExportOptions, run_export  # noqa: E402
 from han_deploy.model import create_model, model_config, save_checkpoint  # noqa: E402
@@ -207,6 +207,22 @@ def test_attention_means_rewritten_keep_the_fp32_function(exported: tuple[Path, 
     assert integer_means.rewrite_means(model).counts() == {"GlobalAveragePool": 3, "Conv": 3}  # two per HA module
     after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
     np.testing.assert_allclose(after[0], before[0], atol=1e-5)
+
+
+def test_channel_equalization_keeps_the_fp32_function(exported: tuple[Path, dict]) -> None:
+    out, data = exported
+    model = onnx.load(str(out / "model.onnx"))
+    x = np.random.default_rng(0).standard_normal((2, 3, 160, 64), dtype=np.float32)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
+    reader = calibration.CropCalibrationReader(_crops(4), model_config("small").preprocess)
+    done = equalize.equalize_relu_pairs(model, reader)
+    # every depthwise unit (3 per global level, 1 per local), each global unit's depthwise conv into the next
+    # unit's 1x1 (2 per level), and each channel attention's squeeze-excitation pair (1 per HA module)
+    assert (len(done.pairs), done.depthwise) == (12 + 6 + 3, 12)
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})
+    np.testing.assert_allclose(after[0], before[0], atol=1e-5)
+    reports = {a["file"]: a.get("quantization") for a in data["artifacts"]}
+    assert reports["model.int8-cpu.onnx"]["equalized"]["pairs"] == 21 and reports["model.int8.onnx"]["equalized"] == {}
 
 
 def test_cpu_int8_runs_the_attention_means_in_integer(exported: tuple[Path, dict]) -> None:

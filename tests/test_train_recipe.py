@@ -118,15 +118,28 @@ def test_recipe_presets_fill_defaults_and_explicit_options_win(tmp_path_factory:
     base = ["--data", root, "--dataset", "cuhk03_pair"]
     paper = config_from_args(parse_args(base), base)
     assert (paper.schedule, paper.flip, paper.label_smoothing, paper.random_erasing) == ("step", False, 0.0, 0.0)
-    argv = base + ["--recipe", "fast", "--budget-minutes", "90", "--no-flip", "--val-ids", "5"]
+    assert paper.retain_heap is True
+    argv = base + ["--recipe", "fast", "--budget-minutes", "90", "--no-flip", "--val-ids", "5", "--no-retain-heap"]
     fast = config_from_args(parse_args(argv), argv)
     assert (fast.recipe, fast.schedule, fast.label_smoothing, fast.pad, fast.budget_minutes) == ("fast", "cosine", 0.1, 10, 90)
     assert (fast.random_erasing, fast.weight_decay) == (0.7, 1e-3)
-    assert fast.flip is False and fast.eval_label == "validation" and fast.both_directions
+    assert fast.flip is False and fast.eval_label == "validation" and fast.both_directions and fast.retain_heap is False
     with pytest.raises(SystemExit):
         parse_args(base + ["--recipe", "nope"])
     with pytest.raises(ValueError, match="--budget-minutes"):
         TrainConfig(budget_minutes=0).check()
+
+
+@pytest.mark.parametrize("retain", [True, False])
+def test_the_trainer_keeps_freed_memory_only_when_told(
+    retain: bool, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The allocator setting is process-wide: han-train asks for it, a Trainer built from Python only when told."""
+    seen: list[bool] = []
+    monkeypatch.setattr("han_deploy.train.trainer.retain_freed_memory", lambda: seen.append(True) or True)
+    Trainer(TrainConfig(output=str(tmp_path), retain_heap=retain, **BASE), tiny_splits(tmp_path_factory))
+    assert len(seen) == int(retain)
+    assert TrainConfig().retain_heap is False
 
 
 def test_a_shrunken_step_plan_never_skips_a_decay(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -90,3 +92,40 @@ def test_paper_milestones_and_their_scaling() -> None:
     assert scaled_milestones(30) == (10, 20, 25)
     assert scaled_milestones(8) == (3, 5, 7)
     assert scaled_milestones(1) == ()
+
+
+_FAULTS_OF_REUSE = """
+import resource, sys, torch
+from han_deploy.train.heap import retain_freed_memory
+applied = retain_freed_memory() if sys.argv[1] == "retain" else None
+def faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def cycles(n: int) -> None:
+    for _ in range(n):
+        x = torch.ones(16 * 2**20)  # 64 MiB: above glibc's largest mmap threshold (32 MiB)
+        del x
+cycles(3)  # warm-up: the heap settles where the freed block can be taken again
+before = faults()
+cycles(3)
+print(applied, faults() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_retained_heap_reuses_freed_activations_without_page_faults() -> None:
+    """A 64 MiB tensor freed and allocated again: glibc unmaps and re-faults it, unless the trainer's heap setting holds."""
+
+    def run(mode: str) -> tuple[str, int]:
+        cmd = [sys.executable, "-c", _FAULTS_OF_REUSE, mode]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120)
+        applied, faults = out.stdout.split()
+        return applied, int(faults)
+
+    pages = 3 * 16 * 2**20 * 4 // 4096  # three 64 MiB tensors in 4 KiB pages
+    _, default = run("default")
+    if default < 0.9 * pages:
+        pytest.skip(f"{default} faults for {pages} pages without the setting: huge pages, or another allocator")
+    applied, retained = run("retain")
+    if applied == "False":
+        pytest.skip("malloc is not glibc's")
+    assert retained < pages // 4, (retained, default)

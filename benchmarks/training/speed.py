@@ -19,6 +19,10 @@ backward, SGD step. Configurations:
 - ``cached_loader_b64``: ``cached_loader`` at twice ``--batch`` (images/s counts its own batch): fewer,
   larger steps per epoch, a lead from the GPU recipe search (docs/training.md).
 
+Each row also gives the step's minor page faults (``getrusage``). ``--retain-heap`` first makes glibc keep
+freed memory in the process, as ``han-train`` does by default (``han_deploy.train.heap``); the allocator is
+process-wide, so the comparison with and without it is two runs of this script, one after the other.
+
 ``--profile CONFIG`` then runs ``torch.profiler`` over a few more steps of CONFIG per variant and records
 the operators that take the most self CPU time (where a step's time goes).
 
@@ -31,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -46,6 +51,7 @@ from han_deploy.contract.decode import read_image
 from han_deploy.contract.preprocess import preprocess
 from han_deploy.model import create_model
 from han_deploy.train.augment import BatchAugment
+from han_deploy.train.heap import retain_freed_memory
 from han_deploy.train.memory_cache import ImageCache
 
 Step = Callable[[], None]
@@ -98,14 +104,15 @@ def make_step(variant: str, config: str, batch: int, classes: int, files: list[P
     return step, time.perf_counter() - start
 
 
-def timed(step: Step, steps: int) -> float:
-    """Seconds per step, median of ``steps`` runs."""
+def timed(step: Step, steps: int) -> tuple[float, float]:
+    """Seconds per step (median of ``steps`` runs) and minor page faults per step (mean)."""
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(steps):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(times), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 
 
 def run(
@@ -119,9 +126,12 @@ def run(
             steps[c], first[c] = make_step(variant, c, args.batch, args.classes, files)
             timed(steps[c], 1)  # warm-up beyond the first call (compile, allocator)
         per_round: dict[str, list[float]] = {c: [] for c in configs}
+        faults: dict[str, list[float]] = {c: [] for c in configs}
         for _ in range(args.rounds):
             for c in configs:
-                per_round[c].append(timed(steps[c], args.steps))
+                sec, flt = timed(steps[c], args.steps)
+                per_round[c].append(sec)
+                faults[c].append(flt)
         eager_rate = args.batch / statistics.median(per_round["eager"])
         for c in configs:
             sec = statistics.median(per_round[c])
@@ -136,9 +146,13 @@ def run(
                     "speedup_vs_eager": rate / eager_rate,
                     "first_call_s": first[c],
                     "rounds_step_s": per_round[c],
+                    "minor_faults_per_step": statistics.median(faults[c]),
                 }
             )
-            print(f"{variant:<7} {c:<18} {rate:7.1f} img/s  x{rate / eager_rate:4.2f}  (first call {first[c]:.1f} s)")
+            print(
+                f"{variant:<7} {c:<18} {rate:7.1f} img/s  x{rate / eager_rate:4.2f}  (first call {first[c]:.1f} s, "
+                f"{statistics.median(faults[c]):.0f} page faults a step)"
+            )
         if args.profile:
             profiles[variant] = profile(steps[args.profile], args.steps)
     return rows
@@ -195,8 +209,10 @@ def main() -> None:
     p.add_argument("--images", type=Path, help="folder of person crops for the loader configurations")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--profile", metavar="CONFIG", help="then profile this configuration's step (torch.profiler, CPU)")
+    p.add_argument("--retain-heap", action="store_true", help="keep freed memory in the process, as han-train does")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    retained = retain_freed_memory() if args.retain_heap else False
     configs = args.configs.split(",")
     if "eager" not in configs:
         raise SystemExit("--configs must include eager: every ratio is taken against it")
@@ -215,6 +231,7 @@ def main() -> None:
         "machine": machine(),
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
         "threads": args.threads,
+        "retain_heap": retained,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "results": rows,

@@ -31,6 +31,7 @@ ROWS = [
     (CUHK03, f"HAN-small, {NEW_FAST}, 125-minute budget", "cuhk03_pair1/small_fast_125min.json"),
     (CUHK03, f"HAN-medium, {NEW_FAST}, 125-minute budget", "cuhk03_pair1/medium_fast_125min.json"),
     (CUHK03, f"HAN-large, {NEW_FAST}, 125-minute budget", "cuhk03_pair1/large_fast_125min.json"),
+    (CUHK03, f"HAN-small, {NEW_FAST}, 125-minute budget, trainer keeping freed memory", "cuhk03_pair1/small_heap_125min.json"),
 ]
 # (run label, train_log.jsonl relative to HERE): the CUHK03 runs are also drawn in cuhk03_pair1/budget.png
 RUNS = [
@@ -42,6 +43,7 @@ RUNS = [
     ("CUHK03 HAN-small, fast (erasing 0.7, wd 1e-3), 125 min", "cuhk03_pair1/small_fast_125min_train_log.jsonl"),
     ("CUHK03 HAN-medium, fast (erasing 0.7, wd 1e-3), 125 min", "cuhk03_pair1/medium_fast_125min_train_log.jsonl"),
     ("CUHK03 HAN-large, fast (erasing 0.7, wd 1e-3), 125 min", "cuhk03_pair1/large_fast_125min_train_log.jsonl"),
+    ("CUHK03 HAN-small, fast (erasing 0.7, wd 1e-3), 125 min, heap kept", "cuhk03_pair1/small_heap_125min_train_log.jsonl"),
 ]
 # (png under cuhk03_pair1/, title, runs drawn): one plot per preset and budget
 PLOTS = [

@@ -36,7 +36,8 @@ CONV_OPS = {"Conv", "FusedConv", "ConvTranspose"}
 FC_OPS = {"MatMul", "Gemm"}
 
 
-def _consumers(graph: Any) -> dict[str, list[Any]]:
+def tensor_readers(graph: Any) -> dict[str, list[Any]]:
+    """The nodes that read each tensor, by tensor name."""
     out: dict[str, list[Any]] = defaultdict(list)
     for node in graph.node:
         for name in node.input:
@@ -45,7 +46,8 @@ def _consumers(graph: Any) -> dict[str, list[Any]]:
     return out
 
 
-def _producers(graph: Any) -> dict[str, Any]:
+def tensor_writers(graph: Any) -> dict[str, Any]:
+    """The node that writes each tensor, by tensor name."""
     return {name: node for node in graph.node for name in node.output}
 
 
@@ -112,14 +114,14 @@ def sole_relu_consumers(model: Any) -> dict[str, str]:
     """Tensor -> output of the ReLU that is its only consumer (the ReLUs a uint8 Q/DQ model folds away)."""
     return {
         name: users[0].output[0]
-        for name, users in _consumers(model.graph).items()
+        for name, users in tensor_readers(model.graph).items()
         if len(users) == 1 and users[0].op_type == "Relu"
     }
 
 
 def _ancestors(graph: Any, tensors: Iterable[str]) -> set[str]:
     """Names of all nodes upstream of ``tensors`` (inclusive of their producers)."""
-    producers = _producers(graph)
+    producers = tensor_writers(graph)
     seen: set[str] = set()
     stack = [producers[t] for t in tensors if t in producers]
     while stack:
@@ -133,7 +135,7 @@ def _ancestors(graph: Any, tensors: Iterable[str]) -> set[str]:
 
 def _descendants(graph: Any, tensors: Iterable[str]) -> set[str]:
     """Names of all nodes downstream of ``tensors``."""
-    consumers = _consumers(graph)
+    consumers = tensor_readers(graph)
     seen: set[str] = set()
     stack = [n for t in tensors for n in consumers.get(t, [])]
     while stack:
@@ -158,7 +160,7 @@ def kept_float_nodes(model: Any) -> dict[str, str]:
       embedding amplified (measured: the largest single gain, see docs/export.md).
     """
     graph = model.graph
-    producers = _producers(graph)
+    producers = tensor_writers(graph)
     graph_inputs = {i.name for i in graph.input}
     by_name = {n.name: n for n in graph.node}
     kept: dict[str, str] = {}
@@ -192,8 +194,8 @@ def kept_float_nodes(model: Any) -> dict[str, str]:
 def residual_adds(model: Any) -> list[str]:
     """Names of the residual Adds: two activation inputs, one from a conv, output read only by a ReLU."""
     graph = model.graph
-    producers = _producers(graph)
-    consumers = _consumers(graph)
+    producers = tensor_writers(graph)
+    consumers = tensor_readers(graph)
     found = []
     for node in graph.node:
         if node.op_type != "Add" or len(node.input) != 2 or not all(i in producers for i in node.input):
@@ -249,7 +251,7 @@ def bypass_qdq(model: Any, nodes: Iterable[str]) -> int:
     front) stay dequantized. Returns inputs rewired.
     """
     graph = model.graph
-    producers = _producers(graph)
+    producers = tensor_writers(graph)
     values = initializer_values(graph)
     names = set(nodes)
     taken = {t for n in graph.node for t in (*n.input, *n.output)} | {n.name for n in graph.node}
@@ -300,7 +302,7 @@ def prune_unread_qdq(model: Any) -> int:
     outputs = {o.name for o in graph.output}
     removed = 0
     while True:
-        consumers = _consumers(graph)
+        consumers = tensor_readers(graph)
         dead = [
             n
             for n in graph.node
@@ -329,7 +331,7 @@ def prune_unread_initializers(model: Any) -> int:
 
 def quantized_layers(model: Any) -> list[str]:
     """Names of the non-Q/DQ nodes that read at least one input through a DequantizeLinear (the INT8 layers)."""
-    producers = _producers(model.graph)
+    producers = tensor_writers(model.graph)
     return [
         n.name
         for n in model.graph.node
@@ -340,7 +342,7 @@ def quantized_layers(model: Any) -> list[str]:
 
 def float_readers_of_qdq(model: Any, quantized: Iterable[str]) -> list[str]:
     """Nodes outside ``quantized`` that read an activation through a Q -> DQ pair (should be none for TensorRT)."""
-    producers = _producers(model.graph)
+    producers = tensor_writers(model.graph)
     keep = set(quantized)
     return [
         n.name
@@ -406,7 +408,7 @@ def read_shapes_after_quantize(model: Any) -> int:
     from onnx import helper
 
     graph = model.graph
-    consumers = _consumers(graph)
+    consumers = tensor_readers(graph)
     new_nodes, rewired = [], 0
     for node in graph.node:
         new_nodes.append(node)
@@ -435,7 +437,7 @@ def split_shared_dequantize(model: Any) -> int:
     number of nodes added.
     """
     graph = model.graph
-    consumers = _consumers(graph)
+    consumers = tensor_readers(graph)
     outputs = {o.name for o in graph.output}
     added = 0
     new_nodes = []

@@ -12,8 +12,9 @@ integer. So:
   Q -> DQ pair, float biases: how TensorRT's parser takes explicit quantization;
 * ``cpu`` (``model.int8-cpu.onnx``): uint8 for tensors that are non-negative by construction (zero
   point 0), int8 symmetric for the few signed ones (soft-attention maps), int8 per-channel weights,
-  Q/DQ around every op ONNX Runtime can run in integer; the attention means are first rewritten as
-  ops it runs in integer (:mod:`~han_deploy.export.integer_means`).
+  Q/DQ around every op ONNX Runtime can run in integer; the channels between consecutive convs are
+  first equalized (:mod:`~han_deploy.export.equalize`) and the attention means rewritten as ops it
+  runs in integer (:mod:`~han_deploy.export.integer_means`).
 
 Both keep the stem conv, the crop-grid arithmetic and the embedding tail in float
 (:func:`~han_deploy.export.graph_checks.kept_float_nodes`) and split shared DequantizeLinear nodes.
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import graph_checks, integer_means
+from . import equalize, graph_checks, integer_means
 from .onnx_export import save_derived
 
 FLAVOURS = ("tensorrt", "cpu")
@@ -51,6 +52,7 @@ class QuantizeReport:
     kept_convs: list[str] = field(default_factory=list)
     qdq: dict[str, Any] = field(default_factory=dict)
     rewritten_means: dict[str, int] = field(default_factory=dict)  # CPU flavour: integer_means.rewrite_means
+    equalized: dict[str, Any] = field(default_factory=dict)  # CPU flavour: equalize.equalize_relu_pairs
 
     def to_dict(self) -> dict[str, Any]:
         reasons: dict[str, int] = {}
@@ -65,6 +67,7 @@ class QuantizeReport:
             "split_dequantize": self.split_dequantize,
             "qdq": self.qdq,
             "rewritten_means": self.rewritten_means,
+            "equalized": self.equalized,
         }
 
 
@@ -158,6 +161,7 @@ def quantize_int8(
     keep_float: tuple[str, ...] = KEEP_FLOAT,
     extra_float: tuple[str, ...] = (),
     rewrite_means: bool = True,
+    equalize_channels: bool = True,
 ) -> QuantizeReport:
     """Quantize the FP32 ONNX at ``fp32_path`` into ``out_path`` (written via a temporary name).
 
@@ -165,7 +169,8 @@ def quantize_int8(
     Metadata (the preprocessing contract) is carried over, with ``precision`` and ``int8_flavour`` added.
     ``keep_float`` names the groups of nodes left in float (all by default; fewer only for ablations);
     ``extra_float`` lists further node names to leave in float (the sensitivity pass, ablations).
-    ``rewrite_means=False`` leaves the CPU flavour's attention means as float ReduceMean (speed ablation).
+    ``rewrite_means=False`` leaves the CPU flavour's attention means as float ReduceMean (speed ablation);
+    ``equalize_channels=False`` skips its conv -> ReLU -> conv channel equalization (accuracy ablation).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -177,6 +182,7 @@ def quantize_int8(
     model = onnx.load(str(fp32_path))
     graph_checks.fold_constant_identities(model)  # --no-simplify graphs
     graph_checks.unshare_initializers(model)
+    equalized = equalize.equalize_relu_pairs(model, reader) if flavour == "cpu" and equalize_channels else None
     means = integer_means.rewrite_means(model) if flavour == "cpu" and rewrite_means else None
     kept = {n: r for n, r in graph_checks.kept_float_nodes(model).items() if r in keep_float}
     kept.update({name: "sensitivity" for name in extra_float if name not in kept})
@@ -214,5 +220,6 @@ def quantize_int8(
     save_derived(quantized, model, out_path, precision="int8", int8_flavour=flavour)
     kept_convs = [n.name for n in model.graph.node if n.name in kept and n.op_type in graph_checks.CONV_OPS]
     rewritten = means.counts() if means is not None else {}
+    balanced = equalized.to_dict() if equalized is not None else {}
     summary = graph_checks.qdq_summary(quantized)
-    return QuantizeReport(flavour, calib_method, len(reader), kept, split, kept_convs, summary, rewritten)
+    return QuantizeReport(flavour, calib_method, len(reader), kept, split, kept_convs, summary, rewritten, balanced)

@@ -133,6 +133,13 @@ def _add_run_args(r: argparse._ArgumentGroup) -> None:
         help="keep the model in NCHW memory format (channels-last is faster on CPU, see docs/training.md)",
     )
     r.add_argument(
+        "--no-retain-heap",
+        dest="retain_heap",
+        action="store_false",
+        help="let glibc hand freed tensor memory back to the kernel (its default); by default han-train keeps it for "
+        "reuse, which spares every CPU step the page faults of its large activations (docs/training.md)",
+    )
+    r.add_argument(
         "--eval-every",
         type=int,
         default=0,
@@ -179,6 +186,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
         amp=args.amp,
         channels_last=args.channels_last,
         cache=args.cache,
+        retain_heap=args.retain_heap,
         device=args.device,
         workers=args.workers,
         threads=args.threads,

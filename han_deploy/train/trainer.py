@@ -34,6 +34,7 @@ from ..model import HAN, create_model, save_checkpoint
 from .augment import BatchAugment
 from .curves import plot_curves, read_log
 from .dataset import ReidDataset, collate_skip_bad
+from .heap import retain_freed_memory
 from .losses import han_losses
 from .memory_cache import ImageCache
 from .sampler import PKSampler
@@ -47,7 +48,8 @@ SCHEDULES = ("step", "cosine")
 RECENT_EPOCHS = 5  # a budget plan estimates the epochs to come from the median of this many recent ones
 # options a resume may change without a warning: the plan's length, where and how fast it runs, its bookkeeping
 RESUME_MAY_CHANGE = frozenset(
-    {"epochs", "budget_minutes", "milestones", "command", "output", "threads", "workers", "device", "eval_every", "cache"}
+    {"epochs", "budget_minutes", "milestones", "command", "output", "threads", "workers", "device", "eval_every"}
+    | {"cache", "retain_heap"}
 )
 
 
@@ -78,6 +80,7 @@ class TrainConfig:
     amp: bool = False
     channels_last: bool = True
     cache: bool = True  # decode the training split once into memory
+    retain_heap: bool = False  # CPU: keep freed tensor memory in the process (heap.retain_freed_memory; han-train's default)
     device: str = "cpu"
     workers: int = 0
     threads: int | None = None
@@ -168,6 +171,8 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = torch.device(cfg.device)
+        if cfg.retain_heap and self.device.type == "cpu":
+            log.info("freed tensor memory kept for reuse: %s", retain_freed_memory())
         self.out = Path(cfg.output)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
