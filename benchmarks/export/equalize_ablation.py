@@ -23,16 +23,12 @@ import onnxruntime as ort
 from han_deploy.config import PreprocessConfig
 from han_deploy.contract.decode import read_image
 from han_deploy.contract.preprocess import preprocess
-from han_deploy.export import calibration, quantize
+from han_deploy.export import calibration, parity, quantize
 
 
 def embed(path: Path, x: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    """Embeddings of ``x`` through the runtime's ONNX Runtime backend, as the export gate runs an artifact."""
+    return parity.run_batched(parity.ort_infer(path), x, 32)
 
 
 def main() -> None:
@@ -60,8 +56,8 @@ def main() -> None:
         reader = calibration.CropCalibrationReader(calib, pre)
         report = quantize.quantize_int8(args.fp32, out, reader, "cpu", equalize_channels=equalized)
         got = embed(out, held)
-        whole = cosines(got, reference)
-        glob, local = cosines(got[:, :512], reference[:, :512]), cosines(got[:, 512:], reference[:, 512:])
+        whole = parity.cosine_rows(got, reference)
+        glob, local = parity.cosine_rows(got[:, :512], reference[:, :512]), parity.cosine_rows(got[:, 512:], reference[:, 512:])
         rows["equalized" if equalized else "not equalized"] = {
             "mean_cosine": float(whole.mean()),
             "min_cosine": float(whole.min()),
