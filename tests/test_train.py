@@ -80,8 +80,8 @@ def test_loss_falls_when_overfitting_one_small_batch(tmp_path_factory: pytest.Te
 
 @pytest.mark.parametrize(
     "extra",
-    [{"milestones": (1,), "random_erasing": 0.5}, FAST_RECIPE, dict(FAST_RECIPE, cache=False)],
-    ids=["paper-steps", "fast-cosine", "fast-cosine-from-disk"],
+    [{"milestones": (1,), "random_erasing": 0.5}, FAST_RECIPE, dict(FAST_RECIPE, cache=False), dict(FAST_RECIPE, amp=True)],
+    ids=["paper-steps", "fast-cosine", "fast-cosine-from-disk", "fast-cosine-bf16"],
 )
 def test_resume_continues_exactly(extra: dict, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     splits = relabel_subset(tiny_splits(tmp_path_factory), 32, seed=1)  # 2 batches of 16 per epoch

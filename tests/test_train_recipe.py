@@ -182,3 +182,21 @@ def test_every_recipe_value_names_a_han_train_option() -> None:
     dests = {action.dest for action in build_parser()._actions}
     for name, values in RECIPES.items():
         assert set(values) <= dests, f"recipe {name!r} sets unknown options {set(values) - dests}"
+
+
+@pytest.mark.parametrize("native", [True, False, None])
+def test_amp_defaults_on_only_for_the_fast_recipe_on_a_cpu_with_native_bf16(
+    native: bool | None, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("han_deploy.train.precision.native_bf16", lambda: native)
+    base = ["--data", str(tiny_dataset(tmp_path_factory)), "--dataset", "cuhk03_pair"]
+
+    def amp(*extra: str) -> bool:
+        argv = base + list(extra)
+        return config_from_args(parse_args(argv), argv).amp
+
+    assert amp("--recipe", "fast") is (native is True)
+    assert amp("--recipe", "fast", "--no-amp") is False
+    assert amp("--recipe", "fast", "--device", "cuda") is False
+    assert amp() is False  # the paper's recipe stays as it was
+    assert amp("--amp") is True

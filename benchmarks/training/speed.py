@@ -10,12 +10,15 @@ backward, SGD step. Configurations:
 - ``channels_last``: model and input in NHWC memory format.
 - ``foreach`` / ``fused``: SGD's multi-tensor / fused update (with channels_last).
 - ``bf16``: bfloat16 autocast (with channels_last); only worth it on CPUs with AVX512-BF16 or AMX.
+  ``bf16_fp32dw``: the same with the strided depthwise convolutions kept float32, as ``han-train --amp``
+  does (``han_deploy.train.precision``: oneDNN's bf16 backward of those layers is slow).
 - ``compile``: ``torch.compile`` of the model (inductor, C++ codegen), with channels_last; the first
   call's compile time is reported separately.
 - ``jpeg_loader``: the eager step plus the old trainer's data path (decode and preprocess 32 JPEGs per
   batch with the runtime's preprocessing). ``cached_loader``: the new trainer's whole step, i.e. the
   channels_last step plus a batch from the decoded-once uint8 cache, normalised and augmented (flip,
   pad-and-crop, random erasing). Both need ``--images`` (a folder of person crops, >= ``--batch``).
+  ``cached_loader_amp``: ``cached_loader`` with ``--amp``'s mixed precision (as ``bf16_fp32dw``).
 - ``cached_loader_b64``: ``cached_loader`` at twice ``--batch`` (images/s counts its own batch): fewer,
   larger steps per epoch, a lead from the GPU recipe search (docs/training.md).
 
@@ -53,8 +56,15 @@ from han_deploy.model import create_model
 from han_deploy.train.augment import BatchAugment
 from han_deploy.train.heap import retain_freed_memory
 from han_deploy.train.memory_cache import ImageCache
+from han_deploy.train.precision import keep_strided_depthwise_float32
 
 Step = Callable[[], None]
+
+
+CONFIGS = frozenset(
+    {"eager", "channels_last", "foreach", "fused", "bf16", "bf16_fp32dw", "compile", "jpeg_loader", "cached_loader"}
+    | {"cached_loader_b64", "cached_loader_amp"}
+)
 
 
 def config_batch(config: str, batch: int) -> int:
@@ -66,12 +76,15 @@ def make_step(variant: str, config: str, batch: int, classes: int, files: list[P
     """A closure running one training step of ``config``, and the seconds its first call took."""
     torch.manual_seed(0)
     batch = config_batch(config, batch)
-    loader = config.removesuffix("_b64")
+    loader = config.removesuffix("_b64").removesuffix("_amp")
+    amp = config in ("bf16", "bf16_fp32dw", "cached_loader_amp")
     model = create_model(variant, num_classes=classes).train()
     pre: PreprocessConfig = model.cfg.preprocess
-    nhwc = loader in ("channels_last", "foreach", "fused", "bf16", "compile", "cached_loader")
+    nhwc = loader in ("channels_last", "foreach", "fused", "bf16", "bf16_fp32dw", "compile", "cached_loader")
     fmt = torch.channels_last if nhwc else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    if amp and config != "bf16":
+        keep_strided_depthwise_float32(model)
     opt_kw = {"foreach": config == "foreach", "fused": True if config == "fused" else None}
     opt = torch.optim.SGD(model.parameters(), lr=3e-2, momentum=0.9, weight_decay=5e-4, **opt_kw)
     net = torch.compile(model) if config == "compile" else model
@@ -92,9 +105,9 @@ def make_step(variant: str, config: str, batch: int, classes: int, files: list[P
         return fixed
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             out = net(get_batch())
-        loss = F.cross_entropy(out.global_logits, labels) + F.cross_entropy(out.local_logits, labels)
+        loss = F.cross_entropy(out.global_logits.float(), labels) + F.cross_entropy(out.local_logits.float(), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -200,7 +213,8 @@ def machine() -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", default="small,medium,large", help="comma-separated HAN variants")
-    p.add_argument("--configs", default="eager,channels_last,foreach,fused,bf16,compile,jpeg_loader,cached_loader")
+    every = "eager,channels_last,foreach,fused,bf16,bf16_fp32dw,compile,jpeg_loader,cached_loader,cached_loader_amp"
+    p.add_argument("--configs", default=every, help="comma-separated configurations (the module docstring)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--steps", type=int, default=4, help="timed steps per configuration and round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
@@ -214,6 +228,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     retained = retain_freed_memory() if args.retain_heap else False
     configs = args.configs.split(",")
+    if unknown := [c for c in configs if c not in CONFIGS]:
+        raise SystemExit(f"--configs: unknown {', '.join(unknown)} (known: {', '.join(sorted(CONFIGS))})")
     if "eager" not in configs:
         raise SystemExit("--configs must include eager: every ratio is taken against it")
     files = sorted(args.images.glob("*.jpg")) if args.images else []

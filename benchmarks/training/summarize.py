@@ -32,6 +32,7 @@ ROWS = [
     (CUHK03, f"HAN-medium, {NEW_FAST}, 125-minute budget", "cuhk03_pair1/medium_fast_125min.json"),
     (CUHK03, f"HAN-large, {NEW_FAST}, 125-minute budget", "cuhk03_pair1/large_fast_125min.json"),
     (CUHK03, f"HAN-small, {NEW_FAST}, 125-minute budget, trainer keeping freed memory", "cuhk03_pair1/small_heap_125min.json"),
+    (CUHK03, f"HAN-small, {NEW_FAST}, 125-minute budget, --amp (bf16)", "cuhk03_pair1/small_amp_125min.json"),
 ]
 # (run label, train_log.jsonl relative to HERE): the CUHK03 runs are also drawn in cuhk03_pair1/budget.png
 RUNS = [
@@ -44,6 +45,7 @@ RUNS = [
     ("CUHK03 HAN-medium, fast (erasing 0.7, wd 1e-3), 125 min", "cuhk03_pair1/medium_fast_125min_train_log.jsonl"),
     ("CUHK03 HAN-large, fast (erasing 0.7, wd 1e-3), 125 min", "cuhk03_pair1/large_fast_125min_train_log.jsonl"),
     ("CUHK03 HAN-small, fast (erasing 0.7, wd 1e-3), 125 min, heap kept", "cuhk03_pair1/small_heap_125min_train_log.jsonl"),
+    ("CUHK03 HAN-small, fast (erasing 0.7, wd 1e-3), 125 min, --amp", "cuhk03_pair1/small_amp_125min_train_log.jsonl"),
 ]
 # (png under cuhk03_pair1/, title, runs drawn): one plot per preset and budget
 PLOTS = [

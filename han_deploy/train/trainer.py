@@ -37,6 +37,7 @@ from .dataset import ReidDataset, collate_skip_bad
 from .heap import retain_freed_memory
 from .losses import han_losses
 from .memory_cache import ImageCache
+from .precision import autocast, keep_strided_depthwise_float32, native_bf16
 from .sampler import PKSampler
 from .schedule import PAPER_EPOCHS, fit_epochs, refit_plan, scaled_milestones, warmup_cosine
 from .state import STATE_NAME, load_state, save_state
@@ -142,12 +143,6 @@ def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0]))
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
-    if not cfg.amp:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
-
-
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """SGD with momentum (the paper's) or Adam, both with L2 weight decay, multi-tensor (foreach) updates."""
     if cfg.optimizer == "adam":
@@ -181,6 +176,11 @@ class Trainer:
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         model = create_model(cfg.variant, num_classes=self.num_classes, **cfg.model_overrides)
         self.model: HAN = model.to(self.device, memory_format=self.memory_format)
+        if cfg.amp and self.device.type == "cpu":
+            kept = keep_strided_depthwise_float32(model)
+            log.info("bf16 autocast; strided depthwise convolutions kept float32: %d", kept)
+            if native_bf16() is False:
+                log.warning("--amp: this CPU has neither AVX512-BF16 nor AMX, so bf16 is emulated and likely slower")
         self.optimizer = build_optimizer(cfg, self.model)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp and self.device.type == "cuda" else None
         self.augment = BatchAugment(cfg.flip, cfg.pad, cfg.random_erasing)
@@ -332,7 +332,7 @@ class Trainer:
         """One optimisation step on a batch; returns the loss terms (their sum is what was minimised) and outputs."""
         cfg = self.cfg
         images = images.to(self.device).contiguous(memory_format=self.memory_format)
-        with _autocast(cfg, self.device):
+        with autocast(cfg.amp, self.device):
             out = self.model(images)
         losses = han_losses(out, pids, cfg.triplet_margin, cfg.label_smoothing)
         total = torch.stack(list(losses.values())).sum()
