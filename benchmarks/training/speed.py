@@ -47,7 +47,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from han_deploy.config import PreprocessConfig
 from han_deploy.contract.decode import read_image
@@ -55,6 +54,7 @@ from han_deploy.contract.preprocess import preprocess
 from han_deploy.model import create_model
 from han_deploy.train.augment import BatchAugment
 from han_deploy.train.heap import retain_freed_memory
+from han_deploy.train.losses import han_losses
 from han_deploy.train.memory_cache import ImageCache
 from han_deploy.train.precision import keep_strided_depthwise_float32
 
@@ -107,7 +107,7 @@ def make_step(variant: str, config: str, batch: int, classes: int, files: list[P
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             out = net(get_batch())
-        loss = F.cross_entropy(out.global_logits.float(), labels) + F.cross_entropy(out.local_logits.float(), labels)
+        loss = torch.stack(list(han_losses(out, labels).values())).sum()  # the trainer's loss, as han-train sums it
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
